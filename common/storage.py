@@ -1,0 +1,228 @@
+"""Storage URIs, one interface over two back ends, and atomic outputs.
+
+Inside Spark jobs files go through Hadoop's FileSystem API on the session's
+configuration (``HadoopStorage``), so ``hdfs://``, ``file://`` and ``s3a://``
+behave exactly as Spark's own readers and writers see them. Outside Spark
+(botify, upload, sim) the same operations go through fsspec (``FsspecStorage``).
+
+Every published output is written under a hidden temporary name (``_tmp-…``,
+which Spark readers skip), completed with ``_SUCCESS`` and then renamed into
+place; a re-run replaces the previous output instead of appending to it.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import posixpath
+import uuid
+from pathlib import Path
+from typing import Iterator, List, Optional
+from urllib.parse import urlparse
+
+log = logging.getLogger(__name__)
+
+SUCCESS = "_SUCCESS"
+
+
+def to_uri(path_or_uri: str, base: Optional[str] = None) -> str:
+    """A URI for ``path_or_uri``: URIs pass through, local paths become absolute ``file://`` URIs."""
+    text = str(path_or_uri)
+    if urlparse(text).scheme and "://" in text:
+        return text.rstrip("/") if len(text) > len("file:///") else text
+    path = Path(text)
+    if not path.is_absolute():
+        path = Path(base or os.getcwd()) / path
+    return "file://" + str(path.resolve())
+
+
+def join(uri: str, *parts: str) -> str:
+    return posixpath.join(uri.rstrip("/"), *[p.strip("/") for p in parts])
+
+
+def local_path(uri: str) -> str:
+    """The local path of a ``file://`` URI (error for any other scheme)."""
+    parsed = urlparse(uri)
+    if parsed.scheme not in ("", "file"):
+        raise ValueError(f"{uri} is not a local file URI")
+    return parsed.path
+
+
+class Storage:
+    """The operations jobs and services need; implemented by both back ends."""
+
+    def exists(self, uri: str) -> bool:
+        raise NotImplementedError
+
+    def delete(self, uri: str) -> None:
+        raise NotImplementedError
+
+    def rename(self, src: str, dst: str) -> None:
+        raise NotImplementedError
+
+    def mkdirs(self, uri: str) -> None:
+        raise NotImplementedError
+
+    def list(self, uri: str) -> List[str]:
+        """Child URIs of a directory, sorted."""
+        raise NotImplementedError
+
+    def write_bytes(self, uri: str, data: bytes) -> None:
+        raise NotImplementedError
+
+    def read_bytes(self, uri: str) -> bytes:
+        raise NotImplementedError
+
+    def write_text(self, uri: str, text: str) -> None:
+        self.write_bytes(uri, text.encode("utf-8"))
+
+    def read_text(self, uri: str) -> str:
+        return self.read_bytes(uri).decode("utf-8")
+
+    def write_atomically(self, uri: str, data: bytes) -> None:
+        """Replace a small file (a pointer such as ``LATEST``) so readers never see it half written."""
+        parent, name = posixpath.split(uri.rstrip("/"))
+        tmp = join(parent, f"_tmp-{name}-{uuid.uuid4().hex}")
+        self.write_bytes(tmp, data)
+        if self.exists(uri):
+            self.delete(uri)
+        self.rename(tmp, uri)
+
+
+class HadoopStorage(Storage):
+    """Hadoop FileSystem through the Spark session's JVM (driver side only)."""
+
+    def __init__(self, spark):
+        self._jvm = spark.sparkContext._jvm
+        self._conf = spark.sparkContext._jsc.hadoopConfiguration()
+
+    def _fs(self, uri: str):
+        path = self._jvm.org.apache.hadoop.fs.Path(uri)
+        return path.getFileSystem(self._conf), path
+
+    def exists(self, uri: str) -> bool:
+        fs, path = self._fs(uri)
+        return bool(fs.exists(path))
+
+    def delete(self, uri: str) -> None:
+        fs, path = self._fs(uri)
+        fs.delete(path, True)
+
+    def rename(self, src: str, dst: str) -> None:
+        fs, src_path = self._fs(src)
+        _, dst_path = self._fs(dst)
+        fs.mkdirs(dst_path.getParent())
+        if not fs.rename(src_path, dst_path):
+            raise IOError(f"rename {src} -> {dst} failed")
+
+    def mkdirs(self, uri: str) -> None:
+        fs, path = self._fs(uri)
+        fs.mkdirs(path)
+
+    def list(self, uri: str) -> List[str]:
+        fs, path = self._fs(uri)
+        if not fs.exists(path):
+            return []
+        return sorted(str(status.getPath().toString()) for status in fs.listStatus(path))
+
+    def write_bytes(self, uri: str, data: bytes) -> None:
+        fs, path = self._fs(uri)
+        out = fs.create(path, True)
+        try:
+            out.write(bytearray(data))
+        finally:
+            out.close()
+
+    def read_bytes(self, uri: str) -> bytes:
+        fs, path = self._fs(uri)
+        stream = fs.open(path)
+        try:
+            return bytes(self._jvm.org.apache.commons.io.IOUtils.toByteArray(stream))
+        finally:
+            stream.close()
+
+
+class FsspecStorage(Storage):
+    """fsspec file systems (``file://``, ``hdfs://`` via pyarrow, ``webhdfs://``)."""
+
+    def _fs(self, uri: str):
+        import fsspec.core
+
+        return fsspec.core.url_to_fs(uri)
+
+    def exists(self, uri: str) -> bool:
+        fs, path = self._fs(uri)
+        return fs.exists(path)
+
+    def delete(self, uri: str) -> None:
+        fs, path = self._fs(uri)
+        if fs.exists(path):
+            fs.rm(path, recursive=True)
+
+    def rename(self, src: str, dst: str) -> None:
+        fs, src_path = self._fs(src)
+        _, dst_path = self._fs(dst)
+        fs.makedirs(posixpath.dirname(dst_path), exist_ok=True)
+        fs.mv(src_path, dst_path, recursive=True)
+
+    def mkdirs(self, uri: str) -> None:
+        fs, path = self._fs(uri)
+        fs.makedirs(path, exist_ok=True)
+
+    def list(self, uri: str) -> List[str]:
+        fs, path = self._fs(uri)
+        if not fs.exists(path):
+            return []
+        return sorted(fs.unstrip_protocol(p) for p in fs.ls(path, detail=False))
+
+    def write_bytes(self, uri: str, data: bytes) -> None:
+        fs, path = self._fs(uri)
+        fs.makedirs(posixpath.dirname(path), exist_ok=True)
+        with fs.open(path, "wb") as fh:
+            fh.write(data)
+
+    def read_bytes(self, uri: str) -> bytes:
+        fs, path = self._fs(uri)
+        with fs.open(path, "rb") as fh:
+            return fh.read()
+
+
+@contextlib.contextmanager
+def atomic_output(storage: Storage, final_uri: str) -> Iterator[str]:
+    """Yield a temporary URI beside ``final_uri``; on success mark it ``_SUCCESS`` and swap it in.
+
+    The previous output (if any) is moved aside before the new one is renamed
+    into place and deleted afterwards, so a reader sees either the old complete
+    output or the new complete one. On failure the temporary output is removed
+    and the previous output is untouched.
+    """
+    parent, name = posixpath.split(final_uri.rstrip("/"))
+    token = uuid.uuid4().hex[:12]
+    tmp = join(parent, f"_tmp-{name}-{token}")
+    try:
+        yield tmp
+        storage.write_bytes(join(tmp, SUCCESS), b"")
+    except BaseException:
+        with contextlib.suppress(Exception):
+            storage.delete(tmp)
+        raise
+    old = join(parent, f"_old-{name}-{token}")
+    had_old = storage.exists(final_uri)
+    if had_old:
+        storage.rename(final_uri, old)
+    storage.rename(tmp, final_uri)
+    if had_old:
+        storage.delete(old)
+    log.info("published %s", final_uri)
+
+
+def write_pointer(storage: Storage, pointer_uri: str, version: str) -> None:
+    """Move a ``LATEST``-style pointer to ``version`` (a sibling directory name)."""
+    storage.write_atomically(pointer_uri, (version + "\n").encode("utf-8"))
+
+
+def read_pointer(storage: Storage, pointer_uri: str) -> str:
+    version = storage.read_text(pointer_uri).strip()
+    if not version or "/" in version or version.startswith("."):
+        raise ValueError(f"{pointer_uri}: invalid version pointer {version!r}")
+    return version

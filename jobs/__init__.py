@@ -1,0 +1,8 @@
+"""spark-submit jobs: one module per job, each with ``main(argv)``.
+
+``JOBS`` is the registry spark-submit.sh and the launcher consult; add a job
+here and it becomes submittable.
+"""
+JOBS = {
+    "extract_interactions": "jobs.extract_interactions",
+}

@@ -1,0 +1,24 @@
+from pathlib import Path
+
+from setuptools import setup
+
+REQUIREMENTS = [
+    line.strip()
+    for line in Path(__file__).with_name("requirements.txt").read_text().splitlines()
+    if line.strip() and not line.startswith("#") and not line.startswith(("pytest", "venv-pack"))
+]
+
+setup(
+    name="botify-pipeline",
+    version="0.1.0",
+    description="Spark-native music recommender pipeline: jobs, the botify service and the sim user simulator",
+    python_requires=">=3.11,<3.12",
+    packages=["common", "jobs", "botify", "sim"],
+    install_requires=REQUIREMENTS,
+    extras_require={"test": ["pytest==8.3.4", "pytest-timeout==2.3.1"], "pack": ["venv-pack==0.2.0"]},
+    entry_points={
+        "console_scripts": [
+            "botify-job=jobs.launch:main",
+        ]
+    },
+)

@@ -1,0 +1,60 @@
+"""Shared fixtures: one real local Spark session per test run, real Redis servers,
+and a real Spark standalone cluster for the cluster-path tests."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from common.spark import get_session
+
+    session = get_session("tests", "local", {"spark.sql.shuffle.partitions": "2", "spark.ui.enabled": "false",
+                                             "spark.ui.showConsoleProgress": "false"})
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """A private redis-server for the whole run (REDIS_URL is deliberately not used: tests flush it)."""
+    from common.redis_server import RedisServer
+
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server):
+    import redis
+
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def standalone_cluster():
+    from tests.standalone_cluster import StandaloneCluster
+
+    cluster = StandaloneCluster(workers=2, cores=1, memory="2g").start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def warehouse(tmp_path):
+    """A storage root for one test, as a file:// URI."""
+    root = tmp_path / "warehouse"
+    root.mkdir()
+    return "file://" + str(root)
