@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Create .venv inside the repo with the pinned set and the project installed.
+# Never touches the system Python. Re-running is cheap: it re-installs only
+# when requirements.txt or setup.py changed.
+set -euo pipefail
+cd "$(dirname "$0")"
+PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null || PYTHON=python3
+"$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
+  || { echo "bootstrap: Python 3.11 is required (found $("$PYTHON" --version 2>&1))" >&2; exit 1; }
+command -v java >/dev/null || { echo "bootstrap: Java 17 is required for Spark (no 'java' on PATH)" >&2; exit 1; }
+stamp=$(cat requirements.txt setup.py | sha256sum | cut -c1-16)
+if [ -x .venv/bin/python ] && [ "$(cat .venv/.botify-stamp 2>/dev/null)" = "$stamp" ]; then
+  exit 0
+fi
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+.venv/bin/python -m pip check
+echo "$stamp" > .venv/.botify-stamp
