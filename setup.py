@@ -19,6 +19,11 @@ setup(
     entry_points={
         "console_scripts": [
             "botify-job=jobs.launch:main",
+            "botify-demo=pipeline.demo:main",
+            "botify-daily=pipeline.daily:main",
+            "botify-upload=pipeline.upload_logs:main",
+            "botify=botify.cli:main",
+            "botify-sim=sim.__main__:main",
         ]
     },
 )

@@ -5,4 +5,8 @@ here and it becomes submittable.
 """
 JOBS = {
     "extract_interactions": "jobs.extract_interactions",
+    "train_multidae": "jobs.train_multidae",
+    "infer_recommendations": "jobs.infer_recommendations",
+    "evaluate_offline": "jobs.evaluate_offline",
+    "analyze_ab": "jobs.analyze_ab",
 }
