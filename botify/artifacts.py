@@ -1,0 +1,208 @@
+"""Fetch what botify serves from storage and check it before anything is switched.
+
+Recommendations follow the storage contract (README, DESIGN.md):
+``<root>/recommendations/<version>/`` with ``json/part-*.json``,
+``top_tracks.json``, ``_MANIFEST.json`` and ``_SUCCESS``; ``LATEST`` names the
+current version. A version is accepted only when ``_SUCCESS`` exists, the JSON
+part files hash to the manifest's ``json_sha256``, the row count matches,
+``top_tracks.json`` hashes to ``top_tracks_sha256``, and every row is a user
+with 50 distinct tracks that are all in the catalog.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import posixpath
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+from common.manifest import MANIFEST, read_manifest, sha256
+from common.paths import resolve
+from common.storage import SUCCESS, Storage, join, read_pointer
+
+from botify.catalog import ArtifactError, Catalog, load_catalog
+
+log = logging.getLogger(__name__)
+
+LIST_LENGTH = 50
+
+
+@dataclass
+class Recommendations:
+    version: str
+    uri: str
+    manifest: dict
+    lists: Dict[int, List[int]]
+    top_tracks: List[int]
+
+
+@dataclass
+class Bundle:
+    """Everything one Redis namespace holds."""
+
+    catalog: Catalog
+    recommendations: Optional[Recommendations]
+    top_tracks: Optional[List[int]]
+    top_tracks_source: Optional[str]
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def valid_version_name(version: str) -> bool:
+    return bool(version) and "/" not in version and not version.startswith((".", "_"))
+
+
+def parse_top_tracks(data: bytes, where: str, catalog: Catalog) -> List[int]:
+    try:
+        top = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{where}: not valid JSON ({exc})") from exc
+    if not isinstance(top, list) or not all(_is_int(t) for t in top):
+        raise ArtifactError(f"{where}: must be a JSON list of track ids")
+    unknown = [t for t in top if t not in catalog.tracks]
+    if unknown:
+        raise ArtifactError(f"{where}: {len(unknown)} track ids not in the catalog (first: {unknown[0]})")
+    return top
+
+
+def parse_lists(data: bytes, files: List[str], catalog: Catalog) -> Dict[int, List[int]]:
+    lists: Dict[int, List[int]] = {}
+    # Line numbers are reported per file so an error names the exact place.
+    for name, chunk in _split_by_file(data, files):
+        for lineno, raw in enumerate(chunk.splitlines(), start=1):
+            if not raw.strip():
+                continue
+            where = f"{name}:{lineno}"
+            try:
+                row = json.loads(raw)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise ArtifactError(f"{where}: not valid JSON ({exc})") from exc
+            if not isinstance(row, dict) or not _is_int(row.get("user")) or row["user"] < 0:
+                raise ArtifactError(f"{where}: expected {{\"user\": int, \"tracks\": [...]}}")
+            tracks = row.get("tracks")
+            if not isinstance(tracks, list) or not all(_is_int(t) for t in tracks):
+                raise ArtifactError(f"{where}: 'tracks' must be a list of track ids")
+            if len(tracks) != LIST_LENGTH or len(set(tracks)) != LIST_LENGTH:
+                raise ArtifactError(
+                    f"{where}: user {row['user']} has {len(tracks)} tracks ({len(set(tracks))} distinct), "
+                    f"expected {LIST_LENGTH} distinct"
+                )
+            unknown = [t for t in tracks if t not in catalog.tracks]
+            if unknown:
+                raise ArtifactError(f"{where}: track {unknown[0]} is not in the catalog {catalog.uri}")
+            if row["user"] in lists:
+                raise ArtifactError(f"{where}: user {row['user']} appears twice")
+            lists[row["user"]] = tracks
+    return lists
+
+
+def _split_by_file(data: bytes, files: List[tuple]):
+    offset = 0
+    for name, size in files:
+        yield name, data[offset : offset + size]
+        offset += size
+
+
+def latest_version(storage: Storage, recs_root: str) -> Optional[str]:
+    pointer = join(recs_root, "LATEST")
+    if not storage.exists(pointer):
+        return None
+    try:
+        return read_pointer(storage, pointer)
+    except ValueError as exc:
+        raise ArtifactError(str(exc)) from exc
+
+
+def load_recommendations(storage: Storage, recs_root: str, version: str, catalog: Catalog) -> Recommendations:
+    if not valid_version_name(version):
+        raise ArtifactError(f"invalid recommendations version name {version!r}")
+    uri = join(recs_root, version)
+    if not storage.exists(uri):
+        raise ArtifactError(f"recommendations version {version!r} not found at {uri}")
+    if not storage.exists(join(uri, SUCCESS)):
+        raise ArtifactError(f"{uri}: no {SUCCESS} marker (incomplete output)")
+    try:
+        manifest = read_manifest(storage, uri)
+    except FileNotFoundError as exc:
+        raise ArtifactError(f"{uri}: no {MANIFEST}") from exc
+    except ValueError as exc:
+        raise ArtifactError(str(exc)) from exc
+    for key in ("row_count", "json_files", "json_sha256", "top_tracks_sha256"):
+        if key not in manifest:
+            raise ArtifactError(f"{join(uri, MANIFEST)}: missing field {key!r}")
+    files = manifest["json_files"]
+    if not isinstance(files, list) or not files or not all(isinstance(f, str) for f in files):
+        raise ArtifactError(f"{join(uri, MANIFEST)}: 'json_files' must be a non-empty list of paths")
+
+    parts, sized = [], []
+    for rel in files:
+        if posixpath.isabs(rel) or ".." in rel.split("/"):
+            raise ArtifactError(f"{join(uri, MANIFEST)}: json file {rel!r} is outside the version directory")
+        part_uri = join(uri, rel)
+        try:
+            chunk = storage.read_bytes(part_uri)
+        except FileNotFoundError as exc:
+            raise ArtifactError(f"{part_uri}: listed in the manifest but missing") from exc
+        parts.append(chunk)
+        sized.append((part_uri, len(chunk)))
+    data = b"".join(parts)
+    actual = sha256(data)
+    if actual != manifest["json_sha256"]:
+        raise ArtifactError(
+            f"{uri}: json part files do not match the manifest checksum "
+            f"(json_sha256 {manifest['json_sha256']}, actual {actual})"
+        )
+    lists = parse_lists(data, sized, catalog)
+    if len(lists) != manifest["row_count"]:
+        raise ArtifactError(f"{uri}: {len(lists)} rows but the manifest says row_count={manifest['row_count']}")
+
+    top_uri = join(uri, "top_tracks.json")
+    try:
+        top_bytes = storage.read_bytes(top_uri)
+    except FileNotFoundError as exc:
+        raise ArtifactError(f"{top_uri}: missing") from exc
+    if sha256(top_bytes) != manifest["top_tracks_sha256"]:
+        raise ArtifactError(f"{top_uri}: does not match the manifest's top_tracks_sha256")
+    top = parse_top_tracks(top_bytes, top_uri, catalog)
+    return Recommendations(version=version, uri=uri, manifest=manifest, lists=lists, top_tracks=top)
+
+
+def interactions_top_tracks(storage: Storage, root: str, catalog: Catalog) -> Optional[tuple]:
+    """Top tracks of the latest interactions run, for TopPop before any model exists."""
+    version = latest_version(storage, root)
+    if version is None:
+        return None
+    run = join(root, version)
+    top_uri = join(run, "top_tracks.json")
+    if not storage.exists(join(run, SUCCESS)) or not storage.exists(top_uri):
+        return None
+    return parse_top_tracks(storage.read_bytes(top_uri), top_uri, catalog), top_uri
+
+
+def load_bundle(
+    config: dict, storage: Storage, version: Optional[str] = None, with_recommendations: bool = True
+) -> Bundle:
+    """Read and check the catalog and a recommendations version (``None``: what config says).
+
+    With ``latest`` and no ``LATEST`` pointer yet the bundle has no
+    recommendations (the catalog is enough for Random and StickyArtist); a
+    named version that is missing or fails a check is an ``ArtifactError``.
+    """
+    artifacts = config["artifacts"]
+    catalog = load_catalog(storage, resolve(config, artifacts["catalog"]))
+    recs_root = resolve(config, artifacts["recommendations"])
+    wanted = (version or str(artifacts["version"])) if with_recommendations else None
+    if wanted == "latest":
+        wanted = latest_version(storage, recs_root)
+        if wanted is None:
+            log.info("no %s yet: serving the catalog without recommendations", join(recs_root, "LATEST"))
+    recs = load_recommendations(storage, recs_root, wanted, catalog) if wanted else None
+    if recs is not None:
+        return Bundle(catalog, recs, recs.top_tracks, join(recs.uri, "top_tracks.json"))
+    found = interactions_top_tracks(storage, resolve(config, artifacts["interactions"]), catalog)
+    if found is None:
+        log.warning("no top tracks available (no recommendations, no interactions run): TopPop will serve Random")
+        return Bundle(catalog, None, None, None)
+    return Bundle(catalog, None, found[0], found[1])

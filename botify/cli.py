@@ -1,0 +1,170 @@
+"""``botify``: serve, reload artifacts, complete event log files.
+
+    botify serve [--dev] [--set key=value ...]
+    botify reload [--version V] [--url URL] [--token T]
+    botify rotate-logs [--url URL] [--token T] [--timeout S]
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import sys
+from typing import List, Optional
+
+from common.config import ConfigError, add_config_arguments
+
+from botify.settings import CONFIG_NAME, load_settings
+
+log = logging.getLogger("botify")
+
+
+def _settings(args) -> dict:
+    return load_settings(args.overrides, name=args.config)
+
+
+def cmd_serve(args) -> int:
+    from common.redis_server import RedisServer
+
+    from botify.catalog import ArtifactError
+    from botify.event_log import complete_orphans
+    from botify.service import load_or_keep, resolve_local
+    from botify.store import Store
+
+    config = _settings(args)
+    if args.host:
+        config["server"]["host"] = args.host
+    if args.port is not None:
+        config["server"]["port"] = args.port
+    if args.workers is not None:
+        config["server"]["workers"] = args.workers
+    with contextlib.ExitStack() as stack:
+        if not config["redis"]["url"]:
+            server = RedisServer()
+            config["redis"]["url"] = server.start()
+            stack.callback(server.stop)
+            log.info("no REDIS_URL: started a private redis-server at %s", config["redis"]["url"])
+        complete_orphans(resolve_local(config["event_log"]["dir"]))
+        if config["artifacts"]["load_on_start"]:
+            try:
+                result = load_or_keep(config, Store.from_config(config))
+            except ArtifactError as exc:
+                log.error("cannot start: %s", exc)
+                return 2
+            if result:
+                log.info("artifacts loaded: %s", json.dumps(result, sort_keys=True))
+        s = config["server"]
+        log.info("botify on http://%s:%s (%s, experiments %s)", s["host"], s["port"],
+                 "development server" if args.dev else f"gunicorn, {s['workers']} workers",
+                 ",".join(config["active_experiments"]))
+        from botify.server import run_dev, run_gunicorn
+
+        (run_dev if args.dev else run_gunicorn)(config)
+    return 0
+
+
+def _admin_post(url: str, path: str, token: Optional[str], body: dict, timeout: float) -> int:
+    import requests
+
+    if not token:
+        print("error: no admin token (set BOTIFY_ADMIN_TOKEN, admin.token, or --token)", file=sys.stderr)
+        return 2
+    try:
+        resp = requests.post(url.rstrip("/") + path, json=body, timeout=timeout,
+                             headers={"Authorization": f"Bearer {token}"})
+    except requests.RequestException as exc:
+        print(f"error: cannot reach botify at {url}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        payload = resp.json()
+    except ValueError:
+        payload = {"error": resp.text}
+    print(json.dumps(payload, indent=2, sort_keys=True), file=sys.stdout if resp.ok else sys.stderr)
+    return 0 if resp.ok else 1
+
+
+def _server_url(config: dict) -> str:
+    return f"http://{config['server']['host']}:{config['server']['port']}"
+
+
+def cmd_reload(args) -> int:
+    config = _settings(args)
+    token = args.token or config["admin"]["token"]
+    if args.url or not config["redis"]["url"]:
+        body = {"version": args.version} if args.version else {}
+        return _admin_post(args.url or _server_url(config), "/admin/reload", token, body, args.timeout)
+    # A shared Redis (REDIS_URL): load straight into it; every worker sees the switch.
+    from botify.catalog import ArtifactError
+    from botify.reload import reload_artifacts
+    from botify.store import ReloadBusy, Store
+
+    try:
+        result = reload_artifacts(config, Store.from_config(config), args.version, wait_s=args.timeout)
+    except (ArtifactError, ReloadBusy) as exc:
+        print(f"error: reload rejected, previous version still serving: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({"status": "reloaded", **result}, indent=2, sort_keys=True))
+    return 0
+
+
+def cmd_rotate(args) -> int:
+    config = _settings(args)
+    if args.url:
+        return _admin_post(args.url, "/admin/rotate-logs", args.token or config["admin"]["token"], {},
+                           args.timeout + 5)
+    from botify.event_log import request_rotation
+    from botify.service import resolve_local
+
+    directory = resolve_local(config["event_log"]["dir"])
+    try:
+        completed = request_rotation(directory, timeout_s=args.timeout)
+    except TimeoutError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({"status": "rotated", "directory": directory, "completed": completed}, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="botify", description="the botify recommendation service")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run botify (gunicorn; a private redis-server when REDIS_URL is unset)")
+    add_config_arguments(serve, CONFIG_NAME)
+    serve.add_argument("--host", help="bind address (server.host)")
+    serve.add_argument("--port", type=int, help="port (server.port)")
+    serve.add_argument("--workers", type=int, help="gunicorn workers (server.workers)")
+    serve.add_argument("--dev", action="store_true", help="Flask's single-threaded development server instead")
+    serve.set_defaults(func=cmd_serve)
+
+    reload = sub.add_parser("reload", help="load artifacts (LATEST or --version) and switch to them")
+    add_config_arguments(reload, CONFIG_NAME)
+    reload.add_argument("--version", help="recommendations version directory (default: artifacts.version)")
+    reload.add_argument("--url", help="ask this running botify (POST /admin/reload) instead of writing Redis")
+    reload.add_argument("--token", help="admin token (default: BOTIFY_ADMIN_TOKEN / admin.token)")
+    reload.add_argument("--timeout", type=float, default=600, help="seconds to wait (default 600)")
+    reload.set_defaults(func=cmd_reload)
+
+    rotate = sub.add_parser("rotate-logs", help="complete every open event log file now (all workers)")
+    add_config_arguments(rotate, CONFIG_NAME)
+    rotate.add_argument("--url", help="ask this running botify (POST /admin/rotate-logs) instead of the local dir")
+    rotate.add_argument("--token", help="admin token (default: BOTIFY_ADMIN_TOKEN / admin.token)")
+    rotate.add_argument("--timeout", type=float, default=10, help="seconds to wait for the workers (default 10)")
+    rotate.set_defaults(func=cmd_rotate)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,18 @@
+"""Recommenders, one module each; experiments pick them by name (``conf/botify.yml``)."""
+from __future__ import annotations
+
+from botify.recommenders.base import Recommender, View
+from botify.recommenders.indexed import Indexed
+from botify.recommenders.random_track import Random
+from botify.recommenders.ranked import Ranked
+from botify.recommenders.sticky_artist import StickyArtist
+from botify.recommenders.top_pop import TopPop
+
+REGISTRY = {cls.name: cls for cls in (Random, TopPop, StickyArtist, Indexed, Ranked)}
+
+
+def build(name: str, settings: dict) -> Recommender:
+    return REGISTRY[name](settings)
+
+
+__all__ = ["REGISTRY", "Recommender", "View", "build"]

@@ -1,0 +1,81 @@
+"""What a recommender sees: one request's read-only view of the active namespace."""
+from __future__ import annotations
+
+import json
+import logging
+import random
+from typing import Dict, List, Optional, Set
+
+from botify.store import Store
+
+log = logging.getLogger(__name__)
+
+_warned_no_top: Set[str] = set()
+
+
+class View:
+    """Reads against namespace ``ns``; each read raises ``NamespaceGone`` if a reload removed it."""
+
+    def __init__(self, store: Store, ns: str, top_cache: Dict[str, Optional[List[int]]]):
+        self.store = store
+        self.ns = ns
+        self._top_cache = top_cache
+
+    def random_track(self) -> Optional[int]:
+        (track,) = self.store.read(self.ns, lambda p: p.srandmember(self.store.key(self.ns, "ids")))
+        return None if track is None else int(track)
+
+    def top_tracks(self) -> Optional[List[int]]:
+        # A namespace never changes once written, so its top list is cached per namespace id.
+        if self.ns not in self._top_cache:
+            (raw,) = self.store.read(self.ns, lambda p: p.get(self.store.key(self.ns, "top")))
+            if len(self._top_cache) > 8:
+                self._top_cache.clear()
+            self._top_cache[self.ns] = json.loads(raw) if raw else None
+        return self._top_cache[self.ns]
+
+    def artist_tracks(self, track: int) -> Optional[List[int]]:
+        (artist,) = self.store.read(self.ns, lambda p: p.hget(self.store.key(self.ns, "artist_of"), track))
+        if artist is None:
+            return None
+        (raw,) = self.store.read(self.ns, lambda p: p.hget(self.store.key(self.ns, "by_artist"), artist))
+        return json.loads(raw) if raw else None
+
+    def user_list(self, user: int) -> Optional[List[int]]:
+        (raw,) = self.store.read(self.ns, lambda p: p.hget(self.store.key(self.ns, "recs"), user))
+        return json.loads(raw) if raw else None
+
+    def user_list_and_history(self, user: int) -> tuple:
+        raw, history = self.store.read(
+            self.ns,
+            lambda p: (p.hget(self.store.key(self.ns, "recs"), user), p.smembers(self.store.history_key(user))),
+        )
+        return (json.loads(raw) if raw else None), {int(t) for t in history}
+
+
+class Recommender:
+    name = "?"
+
+    def __init__(self, settings: dict, rng: Optional[random.Random] = None):
+        self.top_k = int(settings["top_k"])
+        self.history_ttl_s = int(settings["history_ttl_s"])
+        self.rng = rng or random.Random()
+
+    def recommend(self, view: View, user: int, prev_track: int, prev_time: float) -> int:
+        raise NotImplementedError
+
+    def random_track(self, view: View) -> int:
+        track = view.random_track()
+        if track is None:
+            raise LookupError("the active namespace has no tracks")
+        return track
+
+    def popular(self, view: View, exclude: Set[int] = frozenset()) -> Optional[int]:
+        top = view.top_tracks()
+        if not top:
+            if view.ns not in _warned_no_top:
+                _warned_no_top.add(view.ns)
+                log.warning("namespace %s has no top tracks: popular picks fall back to Random", view.ns)
+            return None
+        pool = [t for t in top[: self.top_k] if t not in exclude]
+        return self.rng.choice(pool) if pool else None

@@ -1,0 +1,65 @@
+"""Running the app: gunicorn (several workers, the production path) or Flask's development server."""
+from __future__ import annotations
+
+import logging
+import signal
+
+from gunicorn.app.base import BaseApplication
+
+from botify.app import create_app
+
+log = logging.getLogger(__name__)
+
+
+def _worker_exit(server, worker) -> None:
+    # Graceful worker exit (SIGTERM, max requests, HUP): complete this worker's event log file.
+    app = getattr(worker, "wsgi", None)
+    service = getattr(app, "extensions", {}).get("botify") if app is not None else None
+    if service is not None:
+        service.close()
+
+
+class GunicornServer(BaseApplication):
+    """gunicorn driven from code, so workers get the already-merged config (file, env, --set)."""
+
+    def __init__(self, config: dict):
+        self.botify_config = config
+        super().__init__()
+
+    def load_config(self) -> None:
+        s = self.botify_config["server"]
+        options = {
+            "bind": f"{s['host']}:{s['port']}",
+            "workers": int(s["workers"]),
+            "worker_class": s["worker_class"],
+            "threads": int(s["threads"]),
+            "timeout": int(s["timeout"]),
+            "graceful_timeout": int(s["graceful_timeout"]),
+            "keepalive": int(s["keepalive"]),
+            "proc_name": "botify",
+            "worker_exit": _worker_exit,
+        }
+        for key, value in options.items():
+            self.cfg.set(key, value)
+
+    def load(self):
+        return create_app(self.botify_config)
+
+
+def run_gunicorn(config: dict) -> None:
+    GunicornServer(config).run()
+
+
+def run_dev(config: dict) -> None:
+    """Flask's single-threaded development server (debugging, and the benchmark's baseline)."""
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    app = create_app(config)
+    s = config["server"]
+    try:
+        app.run(host=s["host"], port=int(s["port"]), threaded=False, use_reloader=False)
+    finally:
+        app.extensions["botify"].close()

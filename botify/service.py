@@ -1,0 +1,217 @@
+"""One worker's serving state: Redis access with degradation, experiments, the event log, upkeep.
+
+When Redis fails, requests are answered from the in-process catalog (a random
+track) for ``redis.retry_after_s`` before Redis is tried again, so a dead Redis
+costs one failed call per interval rather than one per request. The upkeep
+thread rotates event logs, reloads artifacts into a Redis that came back empty
+(``artifacts.auto_load``), and follows catalog changes for the fallback.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import threading
+import time
+from typing import Callable, Optional
+
+import redis
+
+from common.paths import resolve
+from common.storage import FsspecStorage
+
+from botify.artifacts import load_bundle
+from botify.catalog import ArtifactError, Catalog, load_catalog
+from botify.event_log import EventLog, complete_orphans
+from botify.experiments import Experiments
+from botify.recommenders import View
+from botify.reload import reload_artifacts
+from botify.store import NamespaceGone, ReloadBusy, Store
+
+log = logging.getLogger(__name__)
+
+
+class Unavailable(RuntimeError):
+    """Redis is down or holds no active namespace: serve from the in-process catalog."""
+
+
+def load_or_keep(config: dict, store: Store, version: Optional[str] = None) -> Optional[dict]:
+    """Startup / recovery load: the configured artifacts; on a bad recommendations
+    version keep what Redis serves, or serve the catalog alone if nothing is served."""
+    try:
+        return reload_artifacts(config, store, version)
+    except ArtifactError as exc:
+        log.error("artifact load rejected: %s", exc)
+        if store.active() is not None:
+            log.error("keeping the namespace already served (%s)", store.active())
+            return None
+        bundle = load_bundle(config, FsspecStorage(), with_recommendations=False)
+        log.error("serving the catalog without recommendations until a good version is loaded")
+        return store.publish(bundle, lock_s=int(config["redis"]["reload_lock_s"]))
+
+
+class Service:
+    redis_errors = (redis.RedisError, OSError)
+
+    def __init__(self, config: dict, upkeep: bool = True):
+        self.config = config
+        self.store = Store.from_config(config)
+        self.experiments = Experiments(config)
+        self.history_ttl_s = int(config["recommenders"]["history_ttl_s"])
+        self.retry_after_s = float(config["redis"]["retry_after_s"])
+        self.catalog: Catalog = load_catalog(FsspecStorage(), resolve(config, config["artifacts"]["catalog"]))
+        ev = config["event_log"]
+        self.event_log = EventLog(resolve_local(ev["dir"]), ev["max_bytes"], ev["max_age_s"])
+        self.poll_s = float(ev["poll_s"])
+        self.rotate_timeout_s = max(10.0, 4 * self.poll_s)
+        self.top_cache: dict = {}
+        self.rng = random.Random()
+        self._down_until = 0.0
+        self._degraded = False
+        self._state_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._next_auto_load = 0.0
+        self._auto_load_backoff = 1.0
+        self._thread = None
+        if upkeep:
+            self._thread = threading.Thread(target=self._upkeep, name="botify-upkeep", daemon=True)
+            self._thread.start()
+
+    # Redis with degradation
+    def _redis(self, fn: Callable):
+        if time.monotonic() < self._down_until:
+            raise Unavailable("Redis marked down")
+        try:
+            result = fn()
+        except self.redis_errors as exc:
+            with self._state_lock:
+                self._down_until = time.monotonic() + self.retry_after_s
+                if not self._degraded:
+                    self._degraded = True
+                    log.warning("Redis unreachable (%s): serving random tracks from the in-process catalog", exc)
+            raise Unavailable(str(exc)) from exc
+        if self._degraded:
+            with self._state_lock:
+                if self._degraded:
+                    self._degraded = False
+                    log.warning("Redis is back: serving from Redis again")
+        return result
+
+    def _in_namespace(self, fn: Callable[[View], object]):
+        def attempt():
+            # A reload may delete the namespace between reading P:active and the data: re-read and retry.
+            for _ in range(3):
+                ns = self.store.active()
+                if ns is None:
+                    raise Unavailable("no active namespace in Redis")
+                try:
+                    return fn(View(self.store, ns, self.top_cache))
+                except NamespaceGone:
+                    continue
+            raise Unavailable("namespace replaced repeatedly during one request")
+
+        return self._redis(attempt)
+
+    # requests
+    def next(self, user: int, prev_track: int, played: float, start: float) -> int:
+        treatments, recommender = self.experiments.route(user)
+        try:
+            track = self._in_namespace(lambda view: recommender.recommend(view, user, prev_track, played))
+        except Unavailable:
+            track = self.catalog.random_track(self.rng)
+        self._log("next", user, prev_track, played, start, track, treatments)
+        return track
+
+    def last(self, user: int, prev_track: int, played: float, start: float) -> None:
+        treatments = self.experiments.treatments(user)
+        try:
+            self._redis(lambda: self.store.forget_session(user))
+        except Unavailable:
+            pass  # the history set expires by its TTL
+        self._log("last", user, prev_track, played, start, None, treatments)
+
+    def track(self, track: int) -> Optional[dict]:
+        try:
+            raw = self._in_namespace(
+                lambda view: view.store.read(view.ns, lambda p: p.hget(view.store.key(view.ns, "track"), track))[0]
+            )
+            return json.loads(raw) if raw else None
+        except Unavailable:
+            return self.catalog.get(track)
+
+    def health(self) -> dict:
+        try:
+            ns = self._redis(self.store.active)
+            meta = self._redis(lambda: self.store.meta(ns)) if ns else {}
+            return {"redis": "ok", "namespace": ns, "recommendations": meta.get("recommendations") or None,
+                    "model_version": meta.get("model_version") or None}
+        except Unavailable as exc:
+            return {"redis": f"unavailable ({exc})", "namespace": None}
+
+    def reload(self, version: Optional[str] = None) -> dict:
+        return reload_artifacts(self.config, self.store, version)
+
+    def _log(self, message, user, track, played, start, recommendation, treatments) -> None:
+        self.event_log.write({
+            "message": message,
+            "timestamp": int(time.time() * 1000),
+            "user": user,
+            "track": track,
+            "time": played,
+            "latency": time.perf_counter() - start,
+            "recommendation": recommendation,
+            "experiments": treatments,
+        })
+
+    # upkeep
+    def _upkeep(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            try:
+                self.event_log.tick()
+                self._check_artifacts()
+            except Exception:  # the thread must survive anything one tick does
+                log.exception("upkeep tick failed")
+
+    def _check_artifacts(self) -> None:
+        if time.monotonic() < self._down_until:
+            return
+        try:
+            ns = self._redis(self.store.active)
+        except Unavailable:
+            return
+        if ns is None:
+            if self.config["artifacts"]["auto_load"] and time.monotonic() >= self._next_auto_load:
+                self._auto_load()
+            return
+        meta = self._redis(lambda: self.store.meta(ns))
+        if meta.get("catalog_sha256") and meta["catalog_sha256"] != self.catalog.sha256:
+            self.catalog = load_catalog(FsspecStorage(), meta["catalog_uri"])
+            log.info("fallback catalog follows namespace %s (%d tracks)", ns, len(self.catalog))
+
+    def _auto_load(self) -> None:
+        log.warning("Redis has no active artifacts (restarted or flushed?): loading them")
+        try:
+            load_or_keep(self.config, self.store)
+            self._auto_load_backoff = 1.0
+        except ReloadBusy:
+            pass  # another worker is loading
+        except Exception as exc:
+            log.error("automatic artifact load failed: %s", exc)
+            self._auto_load_backoff = min(60.0, self._auto_load_backoff * 2)
+        self._next_auto_load = time.monotonic() + self._auto_load_backoff
+
+    def close(self) -> None:
+        """Stop upkeep and complete this process's event log file (graceful shutdown)."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+        self.event_log.close()
+        self.store.r.close()
+
+
+def resolve_local(path: str) -> str:
+    return os.path.abspath(os.path.expanduser(str(path)))
+
+
+__all__ = ["Service", "load_or_keep", "complete_orphans"]
