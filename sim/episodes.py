@@ -1,0 +1,65 @@
+"""Playing sessions: one episode, or a numbered range of them, each seeded from (seed, episode number).
+
+Seeding per episode makes a run reproducible whatever the number of processes
+and whichever process plays which episode.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, List, Tuple
+
+import numpy as np
+
+from sim.env import MusicEnv
+from sim.policies import Agent
+
+
+@dataclass
+class EpisodeStats:
+    episode: int
+    user: int
+    time: float
+    steps: int
+    truncated: bool
+
+
+def episode_rngs(seed: int, episode: int) -> Tuple[np.random.Generator, np.random.Generator]:
+    env_seq, agent_seq = np.random.SeedSequence([seed, episode]).spawn(2)
+    return np.random.default_rng(env_seq), np.random.default_rng(agent_seq)
+
+
+def play_episode(env: MusicEnv, agent: Agent, seed: int, episode: int) -> EpisodeStats:
+    env_rng, agent_rng = episode_rngs(seed, episode)
+    observation, _ = env.reset(seed=env_rng)
+    agent.start(env, agent_rng)
+    reward, total, steps = 0.0, 0.0, 0
+    terminated = truncated = False
+    while not (terminated or truncated):
+        action = agent.recommend(observation, reward)
+        observation, reward, terminated, truncated, _ = env.step(action)
+        total += reward
+        steps += 1
+    agent.finish(observation, reward)
+    return EpisodeStats(episode, observation["user"], round(total, 2), steps, truncated)
+
+
+def play_episodes(env: MusicEnv, agent: Agent, seed: int, episodes: Iterable[int]) -> List[EpisodeStats]:
+    return [play_episode(env, agent, seed, e) for e in episodes]
+
+
+def summarize(stats: List[EpisodeStats]) -> dict:
+    times = np.array([s.time for s in stats], dtype=np.float64)
+    steps = np.array([s.steps for s in stats], dtype=np.float64)
+    n = len(stats)
+
+    def sem(x):
+        return float(x.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+
+    return {
+        "episodes": n,
+        "time_mean": float(times.mean()) if n else float("nan"),
+        "time_sem": sem(times),
+        "length_mean": float(steps.mean()) if n else float("nan"),
+        "length_sem": sem(steps),
+        "truncated": int(sum(s.truncated for s in stats)),
+    }
