@@ -7,6 +7,7 @@ plus token-protected ``POST /admin/reload`` and ``POST /admin/rotate-logs``.
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import time
 
@@ -97,7 +98,10 @@ def create_app(config: dict, service: Service = None) -> Flask:
         body = request.get_data(cache=False)
         version = None
         if body.strip():
-            data = request.get_json(force=True, silent=True)
+            try:
+                data = json.loads(body)
+            except (ValueError, UnicodeDecodeError):
+                data = None
             if not isinstance(data, dict) or set(data) - {"version"}:
                 raise BadRequest('body must be empty or {"version": "<name>"}')
             version = data.get("version")
