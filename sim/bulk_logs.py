@@ -1,9 +1,13 @@
-"""Bulk event-log generator for scale tests: sessions written straight to DESIGN.md JSON lines.
+"""Bulk event-log generator for scale tests: simulated sessions written straight to DESIGN.md JSON lines.
 
-No HTTP and no botify: users and tracks are drawn from skewed (Zipf-like)
-popularity, sessions have geometric lengths, listening times are Beta
-distributed, and every event carries the experiments' treatments computed with
-the course's hashing. Fast enough for tens of millions of events.
+No HTTP and no botify: sessions come from the user model (sim.user_model)
+answering an in-process policy (``--policy``, default ``sticky``), in a world
+generated from the seed (or read from ``--world DIR``), and every event
+carries the experiments' treatments computed with the course's hashing. A
+session of *n* recommendations is *n + 1* events, as botify logs it:
+``next`` events carry the track just played, its time and the next
+recommendation; the closing ``last`` event has ``recommendation: null``. The
+first track of a session is logged with time 0, as the course's client sends it.
 
     python -m sim.bulk_logs --events 13000000 --out logs/bench --catalog-out world/tracks.jsonl
 """
@@ -18,22 +22,48 @@ import numpy as np
 from tqdm import tqdm
 
 from common.experiments import assign
+from sim.catalog import TrackCatalog, UserCatalog
+from sim.env import MusicEnv
+from sim.fast_random import FastUniform
+from sim.policies import IN_PROCESS, make_agent
+from sim.user_model import consume
+from sim.world import World, WorldParams, generate_world
+
+CHUNK_EVENTS = 100_000
 
 
-def zipf_weights(n: int, exponent: float, rng: np.random.Generator) -> np.ndarray:
-    """Popularity weights over ``n`` items, shuffled so popularity is not the id order."""
-    weights = 1.0 / np.arange(1, n + 1) ** exponent
-    rng.shuffle(weights)
-    return weights / weights.sum()
+def default_artists(tracks: int) -> int:
+    return max(1, tracks // 10)
+
+
+def bulk_world(tracks: int, users: int, seed: int, artists: Optional[int] = None) -> World:
+    """The world bulk logs simulate by default: WorldParams defaults at the requested size."""
+    params = WorldParams(tracks=tracks, users=users, artists=artists or default_artists(tracks))
+    params.genres = min(params.genres, params.artists)
+    return generate_world(params, seed)
 
 
 def write_catalog(path: str, tracks: int, artists: int, seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    artist_of = rng.choice(artists, size=tracks, p=zipf_weights(artists, 1.0, rng))
+    """Write the tracks catalog of the world that ``generate`` with the same size and seed simulates.
+
+    The catalog does not depend on the number of users (users draw from their own seed stream).
+    """
+    world = bulk_world(tracks, 1, seed, artists)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as fh:
-        for track, artist in enumerate(artist_of):
-            fh.write(json.dumps({"track": track, "artist": f"Artist {artist}", "title": f"Track {track}"}) + "\n")
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for track, (artist, title) in enumerate(zip(world.artist_of.tolist(), world.titles)):
+            fh.write(json.dumps({"track": track, "artist": world.artist_names[artist], "title": title}) + "\n")
+    os.replace(tmp, path)
+
+
+def _catalogs(world: Optional[str], tracks: int, users: int, seed: int, artists: Optional[int]):
+    if world:
+        track_catalog = TrackCatalog.load(os.path.join(world, "tracks.jsonl"), os.path.join(world, "tracks.npy"))
+        return track_catalog, UserCatalog.load(os.path.join(world, "users.jsonl"), n_tracks=track_catalog.size())
+    w = bulk_world(tracks, users, seed, artists)
+    track_catalog = TrackCatalog(w.embeddings, [w.artist_names[a] for a in w.artist_of.tolist()], w.titles)
+    return track_catalog, UserCatalog.from_records(w.users, n_tracks=track_catalog.size())
 
 
 def generate(
@@ -44,67 +74,85 @@ def generate(
     seed: int = 31337,
     files: int = 8,
     experiments: Optional[Dict[str, int]] = None,
-    mean_session_length: float = 10.0,
     progress: bool = True,
+    policy: str = "sticky",
+    world: Optional[str] = None,
+    artists: Optional[int] = None,
+    max_session_steps: int = 200,
 ) -> int:
-    """Write about ``events`` events in ``files`` JSON-lines files; return the exact count written."""
+    """Write ``events`` events in ``files`` JSON-lines files ``part-NNNNN.jsonl``; return the exact count written.
+
+    ``world`` (a directory from ``python -m sim generate``) replaces the generated
+    world; then ``users``/``tracks`` are those of the files.
+    """
     experiments = experiments or {}
-    rng = np.random.default_rng(seed)
-    user_p = zipf_weights(users, 0.6, rng)
-    track_p = zipf_weights(tracks, 1.0, rng)
+    track_catalog, user_catalog = _catalogs(world, tracks, users, seed, artists)
+    # Session starts need each interest's neighbours: batch them up front (matrix products, not one by one).
+    track_catalog.precompute_nearest([t for u in user_catalog.users for t in u.interests],
+                                     max(u.interest_neighbours for u in user_catalog.users))
+    env = MusicEnv(track_catalog, user_catalog, max_steps=max_session_steps)
+    agent = make_agent(policy, user_catalog)
     os.makedirs(out_dir, exist_ok=True)
     # Treatments depend only on the user: compute each user's JSON fragment once.
-    fragments = [
-        json.dumps({name: assign(u, name, split) for name, split in experiments.items()}, separators=(",", ":"))
-        for u in range(users)
-    ]
+    fragments = {
+        u.user: json.dumps({name: assign(u.user, name, split) for name, split in experiments.items()},
+                           separators=(",", ":"))
+        for u in user_catalog.users
+    }
     written = 0
-    per_file = -(-events // files)
+    per_file = -(-events // files) if files > 0 else 0
     clock = 1_700_000_000_000
-    bar = tqdm(total=events, unit="ev", unit_scale=True, disable=not progress, desc="bulk logs")
-    for index in range(files):
+    root = np.random.SeedSequence(seed)
+    bar = tqdm(total=events, unit="ev", unit_scale=True, disable=not progress, desc=f"bulk logs ({policy})")
+    for index, file_seq in enumerate(root.spawn(max(files, 0))):
         n = min(per_file, events - written)
         if n <= 0:
             break
-        lengths = rng.geometric(1.0 / mean_session_length, size=n // 2 + 1)
-        lengths = lengths[: np.searchsorted(np.cumsum(lengths), n) + 1]
-        lengths[-1] -= lengths.sum() - n
-        session_users = rng.choice(users, size=len(lengths), p=user_p)
-        user_col = np.repeat(session_users, lengths)
-        is_last = np.zeros(n, dtype=bool)
-        is_last[np.cumsum(lengths) - 1] = True
-        track_col = rng.choice(tracks, size=n, p=track_p)
-        rec_col = rng.choice(tracks, size=n, p=track_p)
-        time_col = np.round(rng.beta(0.9, 0.6, size=n), 2)
-        latency_col = np.round(rng.exponential(0.002, size=n), 6)
-        stamps = clock + np.cumsum(rng.integers(1, 2000, size=n))
-        clock = int(stamps[-1])
+        generator = np.random.default_rng(file_seq)
+        gaps = generator.integers(1, 2000, size=n).tolist()
+        latencies = np.round(generator.exponential(0.002, size=n), 6).tolist()
+        rng = FastUniform(generator)
+        env.rng = rng
         path = os.path.join(out_dir, f"part-{index:05d}.jsonl")
-        with open(path, "w", encoding="utf-8") as fh:
+        tmp = path + ".tmp"
+        count = 0
+        with open(tmp, "w", encoding="utf-8") as fh:
             chunk = []
-            for i in range(n):
-                last = is_last[i]
-                chunk.append(
-                    '{"message":"%s","timestamp":%d,"user":%d,"track":%d,"time":%.2f,"latency":%.6f,'
-                    '"recommendation":%s,"experiments":%s}\n'
-                    % (
-                        "last" if last else "next",
-                        stamps[i],
-                        user_col[i],
-                        track_col[i],
-                        time_col[i],
-                        latency_col[i],
-                        "null" if last else str(rec_col[i]),
-                        fragments[user_col[i]],
+            while count < n:
+                observation, _ = env.reset()
+                agent.start(env, rng)
+                session = env.session
+                fragment = fragments[observation["user"]]
+                user = observation["user"]
+                reward = 0.0
+                while True:
+                    track = observation["track"]
+                    clock += gaps[count]
+                    # The session's last event: budget spent, step guard hit, or this file is full.
+                    closing = session.finished or session.truncated or count == n - 1
+                    if closing:
+                        rec = "null"
+                    else:
+                        nxt = agent.recommend(observation, reward)
+                        rec = str(nxt)
+                    chunk.append(
+                        '{"message":"%s","timestamp":%d,"user":%d,"track":%d,"time":%.2f,"latency":%.6f,'
+                        '"recommendation":%s,"experiments":%s}\n'
+                        % ("last" if closing else "next", clock, user, track, reward, latencies[count], rec, fragment)
                     )
-                )
-                if len(chunk) == 100_000:
+                    count += 1
+                    if closing:
+                        break
+                    reward = consume(session, nxt, track_catalog, rng, env.max_steps)
+                    observation = {"user": user, "track": nxt}
+                if len(chunk) >= CHUNK_EVENTS:
                     fh.write("".join(chunk))
                     bar.update(len(chunk))
                     chunk = []
             fh.write("".join(chunk))
             bar.update(len(chunk))
-        written += n
+        os.replace(tmp, path)
+        written += count
     bar.close()
     return written
 
@@ -126,15 +174,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--artists", type=int, default=5_000)
     parser.add_argument("--files", type=int, default=8)
     parser.add_argument("--seed", type=int, default=31337)
+    parser.add_argument("--policy", choices=IN_PROCESS, default="sticky",
+                        help="in-process recommender the simulated users answer (default: sticky)")
+    parser.add_argument("--world", help="simulate this world directory (from `python -m sim generate`) instead")
     parser.add_argument("--experiment", action="append", default=[], metavar="NAME:SPLIT",
                         help="fill the experiments field, e.g. --experiment AB:2 (repeatable)")
-    parser.add_argument("--catalog-out", help="also write a tracks catalog (JSON lines) here")
+    parser.add_argument("--catalog-out", help="also write the world's tracks catalog (JSON lines) here")
     args = parser.parse_args(argv)
     if args.catalog_out:
+        if args.world:
+            parser.error("--catalog-out writes the generated world's catalog; with --world use its tracks.jsonl")
         write_catalog(args.catalog_out, args.tracks, args.artists, args.seed)
     n = generate(args.out, args.events, args.users, args.tracks, args.seed, args.files,
-                 parse_experiments(args.experiment))
-    print(json.dumps({"events": n, "out": args.out}))
+                 parse_experiments(args.experiment), policy=args.policy, world=args.world, artists=args.artists)
+    print(json.dumps({"events": n, "out": args.out, "policy": args.policy}))
     return 0
 
 

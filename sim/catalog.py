@@ -44,7 +44,8 @@ class TrackCatalog:
         self.artist_list: List[int] = self.artist_of.tolist()
         order = np.argsort(self.artist_of, kind="stable")
         bounds = np.searchsorted(self.artist_of[order], np.arange(len(self.artist_names) + 1))
-        self.tracks_by_artist: List[np.ndarray] = [order[bounds[a] : bounds[a + 1]] for a in range(len(self.artist_names))]
+        self.tracks_by_artist: List[List[int]] = [order[bounds[a] : bounds[a + 1]].tolist()
+                                                 for a in range(len(self.artist_names))]
         self._nearest: Dict[int, np.ndarray] = {}
         self._cache_size = cache_size
 
@@ -94,8 +95,22 @@ class TrackCatalog:
         for start in range(0, todo.size, batch):
             ids = todo[start : start + batch]
             scores = self.embeddings[ids] @ self.embeddings.T
-            for row, track in enumerate(ids.tolist()):
-                self._nearest[track] = _top_k(scores[row], k)
+            # Same threshold pre-filter as _top_k, vectorised over the batch.
+            n = scores.shape[1]
+            sample = scores[:, :: max(1, n // 2000)]
+            q = max(0, sample.shape[1] - 1 - int(4 * k * sample.shape[1] / n) - 8)
+            threshold = np.partition(sample, q, axis=1)[:, q]
+            rows, cols = np.nonzero(scores >= threshold[:, None])
+            splits = np.searchsorted(rows, np.arange(1, ids.size))
+            for row, (track, cand) in enumerate(zip(ids.tolist(), np.split(cols, splits))):
+                if cand.size < k:
+                    self._nearest[track] = _top_k(scores[row], k)
+                    continue
+                vals = scores[row, cand]
+                if cand.size > k:
+                    keep = np.argpartition(-vals, k - 1)[:k]
+                    cand, vals = cand[keep], vals[keep]
+                self._nearest[track] = cand[np.lexsort((cand, -vals))]
 
 
 def _top_k(scores: np.ndarray, k: int) -> np.ndarray:

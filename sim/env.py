@@ -13,6 +13,7 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 
 from sim.catalog import TrackCatalog, UserCatalog
+from sim.fast_random import FastUniform
 from sim.user_model import Session, consume, start_session
 
 
@@ -25,13 +26,13 @@ class MusicEnv:
         self.tracks = tracks
         self.users = users
         self.max_steps = max_steps
-        self.rng = np.random.default_rng(seed)
+        self.rng = FastUniform(seed)
         self.session: Optional[Session] = None
         self._user_index = {u.user: i for i, u in enumerate(users.users)}
 
     def reset(self, seed: Optional[Any] = None, options: Optional[Dict[str, Any]] = None) -> Tuple[Dict[str, int], Dict]:
         if seed is not None:
-            self.rng = np.random.default_rng(seed)
+            self.rng = FastUniform(seed)
         options = options or {}
         if "user" in options:
             try:
@@ -39,7 +40,7 @@ class MusicEnv:
             except KeyError:
                 raise ValueError(f"user {options['user']} is not in the user catalog") from None
         else:
-            user = self.users.users[int(self.rng.integers(self.users.size()))]
+            user = self.users.users[self.rng.below(self.users.size())]
         self.session = start_session(user, self.tracks, self.rng)
         return self.observe(), {"budget": self.session.budget, "interest": self.session.interest}
 

@@ -11,6 +11,7 @@ from typing import Iterable, List, Tuple
 import numpy as np
 
 from sim.env import MusicEnv
+from sim.fast_random import FastUniform
 from sim.policies import Agent
 
 
@@ -23,9 +24,9 @@ class EpisodeStats:
     truncated: bool
 
 
-def episode_rngs(seed: int, episode: int) -> Tuple[np.random.Generator, np.random.Generator]:
+def episode_rngs(seed: int, episode: int) -> Tuple[np.random.Generator, FastUniform]:
     env_seq, agent_seq = np.random.SeedSequence([seed, episode]).spawn(2)
-    return np.random.default_rng(env_seq), np.random.default_rng(agent_seq)
+    return np.random.default_rng(env_seq), FastUniform(agent_seq)
 
 
 def play_episode(env: MusicEnv, agent: Agent, seed: int, episode: int) -> EpisodeStats:

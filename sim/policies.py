@@ -26,7 +26,8 @@ from sim.catalog import TrackCatalog, UserCatalog
 class Agent:
     name = "agent"
 
-    def start(self, env, rng: np.random.Generator) -> None:
+    def start(self, env, rng) -> None:
+        """``rng``: a sim.fast_random.FastUniform."""
         self.env = env
         self.rng = rng
 
@@ -44,7 +45,7 @@ class RandomAgent(Agent):
     name = "random"
 
     def recommend(self, observation, reward):
-        return int(self.rng.random() * self.env.tracks.size())
+        return self.rng.below(self.env.tracks.size())
 
 
 def popular_tracks(users: UserCatalog, n: int = 100) -> List[int]:
@@ -61,7 +62,7 @@ class TopPopAgent(Agent):
         self.top = list(top_tracks)
 
     def recommend(self, observation, reward):
-        return self.top[int(self.rng.random() * len(self.top))]
+        return self.top[self.rng.below(len(self.top))]
 
 
 class StickyArtistAgent(Agent):
@@ -70,7 +71,7 @@ class StickyArtistAgent(Agent):
     def recommend(self, observation, reward):
         tracks = self.env.tracks
         same = tracks.tracks_by_artist[tracks.artist_list[observation["track"]]]
-        return int(same[int(self.rng.random() * same.size)])
+        return same[self.rng.below(len(same))]
 
 
 class OracleAgent(Agent):

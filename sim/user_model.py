@@ -26,6 +26,7 @@ from typing import Dict, List, Set
 import numpy as np
 
 from sim.catalog import TrackCatalog, UserProfile
+from sim.fast_random import FastUniform
 
 
 class Session:
@@ -58,10 +59,10 @@ class Session:
         return float(sum(self.times[1:]))
 
 
-def start_session(user: UserProfile, catalog: TrackCatalog, rng: np.random.Generator) -> Session:
-    interest = user.interests[int(rng.integers(len(user.interests)))]
+def start_session(user: UserProfile, catalog: TrackCatalog, rng: FastUniform) -> Session:
+    interest = user.interests[rng.below(len(user.interests))]
     neighbours = catalog.nearest(interest, user.interest_neighbours)
-    first = int(neighbours[int(rng.integers(neighbours.size))])
+    first = int(neighbours[rng.below(neighbours.size)])
     return Session(user, interest, catalog.embeddings[interest], first, catalog.artist_list[first])
 
 
@@ -77,7 +78,7 @@ def listening_time(session: Session, track: int, catalog: TrackCatalog) -> float
     return round(raw * user.artist_discount_gamma ** plays, 2)
 
 
-def consume(session: Session, track: int, catalog: TrackCatalog, rng: np.random.Generator, max_steps: int = 0) -> float:
+def consume(session: Session, track: int, catalog: TrackCatalog, rng: FastUniform, max_steps: int = 0) -> float:
     """Play ``track`` in ``session``; return its listening time and update budget / termination."""
     time = listening_time(session, track, catalog)
     artist = catalog.artist_list[track]
