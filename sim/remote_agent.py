@@ -92,6 +92,9 @@ class RemoteAgent(Agent):
             try:
                 if self._conn is None:
                     self._conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s)
+                    self._conn.connect()
+                    # Small request/response pairs: without this, Nagle + delayed ACK add ~40 ms per request.
+                    self._conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 self._conn.request("POST", path, body=body, headers=headers)
                 response = self._conn.getresponse()
                 payload = response.read()

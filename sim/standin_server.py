@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import List, Optional, Tuple
@@ -42,6 +43,8 @@ class StandInBotify:
 
             def setup(self):
                 super().setup()
+                # Headers and body go out in separate writes: without this, Nagle + delayed ACK stall each answer.
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 with owner.lock:
                     owner.connections += 1
 

@@ -38,3 +38,8 @@ def small_world():
     world = generate_world(WorldParams(tracks=2000, artists=200, genres=10, users=300), seed=11)
     tracks = TrackCatalog(world.embeddings, [world.artist_names[a] for a in world.artist_of.tolist()], world.titles)
     return tracks, UserCatalog.from_records(world.users, n_tracks=tracks.size())
+
+
+def make_env_from_world(small_world, max_steps=1000):
+    tracks, users = small_world
+    return MusicEnv(tracks, users, max_steps=max_steps)

@@ -1,0 +1,104 @@
+"""Bulk logs: DESIGN.md event format, sessions from the user model, experiments hashing, determinism."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from common.experiments import assign
+from sim import bulk_logs
+from sim.catalog import TrackCatalog
+
+FIELDS = {"message", "timestamp", "user", "track", "time", "latency", "recommendation", "experiments"}
+
+
+def read_events(directory):
+    events = []
+    for path in sorted(directory.glob("part-*.jsonl")):
+        events.extend(json.loads(line) for line in path.read_text().splitlines())
+    return events
+
+
+def sessions_of(events):
+    sessions, current = [], []
+    for event in events:
+        current.append(event)
+        if event["message"] == "last":
+            sessions.append(current)
+            current = []
+    assert not current, "every file ends with a closed session"
+    return sessions
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bulk")
+    n = bulk_logs.generate(str(root / "logs"), events=4000, users=200, tracks=600, seed=9, files=2,
+                           experiments={"AB": 2, "ALL": 7}, progress=False, policy="sticky")
+    bulk_logs.write_catalog(str(root / "tracks.jsonl"), tracks=600, artists=60, seed=9)
+    return root, n
+
+
+def test_exact_count_in_the_design_format(logs):
+    root, n = logs
+    events = read_events(root / "logs")
+    assert n == len(events) == 4000
+    assert sorted(p.name for p in (root / "logs").iterdir()) == ["part-00000.jsonl", "part-00001.jsonl"]
+    for event in events:
+        assert set(event) == FIELDS
+        assert event["message"] in ("next", "last") and 0.0 <= event["time"] <= 1.0
+        assert 0 <= event["track"] < 600 and 0 <= event["user"] < 200
+        assert event["experiments"] == {"AB": assign(event["user"], "AB", 2), "ALL": assign(event["user"], "ALL", 7)}
+        assert (event["recommendation"] is None) == (event["message"] == "last")
+    stamps = [e["timestamp"] for e in events]
+    assert stamps == sorted(stamps)
+
+
+def test_sessions_follow_the_user_model_and_the_policy(logs):
+    root, _ = logs
+    artist = {json.loads(l)["track"]: json.loads(l)["artist"] for l in (root / "tracks.jsonl").read_text().splitlines()}
+    sessions = sessions_of(read_events(root / "logs"))
+    assert len(sessions) > 100
+    for session in sessions:
+        assert len({e["user"] for e in session}) == 1
+        assert session[0]["time"] == 0.0  # the first track is the user's pick, sent with time 0
+        played = set()
+        for event, following in zip(session, session[1:]):
+            # What was recommended is what is played next, and sticky keeps the artist.
+            assert following["track"] == event["recommendation"]
+            assert artist[event["recommendation"]] == artist[event["track"]]
+        for event in session:
+            if event["track"] in played:
+                assert event["time"] == 0.0  # no-repeat rule
+            played.add(event["track"])
+    # Users listen: sticky recommendations get real listening time.
+    times = [e["time"] for s in sessions for e in s[1:]]
+    assert sum(times) / len(times) > 0.1
+
+
+def test_same_seed_same_bytes(logs, tmp_path):
+    root, _ = logs
+    bulk_logs.generate(str(tmp_path / "again"), events=4000, users=200, tracks=600, seed=9, files=2,
+                       experiments={"AB": 2, "ALL": 7}, progress=False, policy="sticky")
+    for name in ("part-00000.jsonl", "part-00001.jsonl"):
+        assert (tmp_path / "again" / name).read_bytes() == (root / "logs" / name).read_bytes()
+
+
+def test_catalog_matches_the_simulated_world(logs):
+    root, _ = logs
+    world = bulk_logs.bulk_world(600, 200, 9)
+    rows = [json.loads(l) for l in (root / "tracks.jsonl").read_text().splitlines()]
+    assert [r["track"] for r in rows] == list(range(600))
+    assert [r["artist"] for r in rows] == [world.artist_names[a] for a in world.artist_of.tolist()]
+
+
+def test_cli_with_a_generated_world_and_random_policy(tmp_path):
+    from sim.world import WorldParams, generate_world, write_world
+
+    write_world(generate_world(WorldParams(tracks=500, artists=50, genres=5, users=50), seed=2), str(tmp_path / "w"))
+    assert bulk_logs.main(["--events", "300", "--out", str(tmp_path / "logs"), "--world", str(tmp_path / "w"),
+                           "--policy", "random", "--files", "1", "--experiment", "AB:2"]) == 0
+    events = read_events(tmp_path / "logs")
+    assert len(events) == 300 and {e["user"] for e in events} <= set(range(50))
+    tracks = TrackCatalog.load(str(tmp_path / "w" / "tracks.jsonl"), str(tmp_path / "w" / "tracks.npy"))
+    assert all(0 <= e["track"] < tracks.size() for e in events)
