@@ -93,5 +93,5 @@ def check_error_ratio(total: int, malformed: Dict[str, int], max_ratio: float, w
     if bad / total > max_ratio:
         detail = ", ".join(f"{k}={v}" for k, v in sorted(malformed.items()))
         raise TooManyMalformed(
-            f"{where}: {bad} of {total} lines malformed ({bad / total:.2%} > max_error_ratio {max_ratio:.2%}): {detail}"
+            f"{where}: {bad} of {total} lines malformed ({bad / total:.4%} > max_error_ratio {max_ratio:.4%}): {detail}"
         )

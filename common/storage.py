@@ -48,6 +48,13 @@ def local_path(uri: str) -> str:
     return parsed.path
 
 
+def _normalize(uri: str) -> str:
+    """Hadoop prints local paths as ``file:/x``; everything else here uses ``file:///x``."""
+    if uri.startswith("file:/") and not uri.startswith("file://"):
+        return "file://" + uri[len("file:"):]
+    return uri
+
+
 class Storage:
     """The operations jobs and services need; implemented by both back ends."""
 
@@ -123,7 +130,7 @@ class HadoopStorage(Storage):
         fs, path = self._fs(uri)
         if not fs.exists(path):
             return []
-        return sorted(str(status.getPath().toString()) for status in fs.listStatus(path))
+        return sorted(_normalize(str(status.getPath().toString())) for status in fs.listStatus(path))
 
     def write_bytes(self, uri: str, data: bytes) -> None:
         fs, path = self._fs(uri)

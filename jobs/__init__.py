@@ -4,6 +4,7 @@
 here and it becomes submittable.
 """
 JOBS = {
+    "cluster_check": "jobs.cluster_check",
     "extract_interactions": "jobs.extract_interactions",
     "train_multidae": "jobs.train_multidae",
     "infer_recommendations": "jobs.infer_recommendations",

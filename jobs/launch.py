@@ -9,6 +9,8 @@ import sys
 
 
 def run(argv):
+    from common.config import ConfigError
+    from common.event_log import TooManyMalformed
     from jobs import JOBS
 
     if not argv or argv[0] not in JOBS:
@@ -17,7 +19,12 @@ def run(argv):
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     module = importlib.import_module(JOBS[argv[0]])
-    return module.main(argv[1:]) or 0
+    try:
+        return module.main(argv[1:]) or 0
+    except (ConfigError, TooManyMalformed, FileNotFoundError) as exc:
+        # Bad input or configuration: one clear line, not a traceback.
+        print(f"{argv[0]} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
 
 
 def main():

@@ -1,0 +1,196 @@
+"""Render and run the spark-submit command for a job (behind ``spark-submit.sh``).
+
+Local masters run the job with this virtualenv's Python. Cluster masters
+(``spark://``, ``yarn``) get everything shipped: the project code as a zip
+(``--py-files``), ``conf/*.yml`` (``--files``, they land in the driver's and
+executors' working directory) and the packed virtualenv (``--archives
+env.tar.gz#environment``) that executors, and in YARN cluster mode the driver,
+run their Python from. The pack is large, so it is built once per content of
+``requirements.txt`` and reused.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+from common.config import REPO_CONF_DIR, ConfigError, find_conf_file
+from common.spark import load_profile
+
+log = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parent.parent
+BUILD = REPO / "build"
+CODE_PACKAGES = ("common", "jobs", "botify", "sim", "pipeline")
+LAUNCHER = REPO / "jobs" / "launch.py"
+# Executors get pyspark from the cluster's Spark installation; its jars are dead weight in the pack.
+# The editable-install hook points at this checkout, which a cluster node does not have.
+PACK_EXCLUDES = ("lib/python3.11/site-packages/pyspark/jars/*", "lib/python3.11/site-packages/__editable__*")
+
+
+class SubmitError(RuntimeError):
+    """The job cannot be submitted as asked (unknown job, no Java, missing conf...)."""
+
+
+def profile_for_master(master: Optional[str]) -> str:
+    if master is None or master.startswith("local"):
+        return "local"
+    if master.startswith("spark://"):
+        return "standalone"
+    if master == "yarn":
+        return "yarn"
+    raise SubmitError(f"unsupported master {master!r}: use local[N], spark://host:port or yarn")
+
+
+def check_java() -> None:
+    java_home = os.environ.get("JAVA_HOME")
+    if java_home and (Path(java_home) / "bin" / "java").exists():
+        return
+    if shutil.which("java") is None:
+        raise SubmitError("Java not found: Spark needs Java 17 on PATH (or JAVA_HOME set)")
+
+
+def spark_submit_binary() -> str:
+    candidates = []
+    if os.environ.get("SPARK_HOME"):
+        candidates.append(Path(os.environ["SPARK_HOME"]) / "bin" / "spark-submit")
+    candidates.append(Path(sys.prefix) / "bin" / "spark-submit")
+    for candidate in candidates:
+        if candidate.exists():
+            return str(candidate)
+    found = shutil.which("spark-submit")
+    if not found:
+        raise SubmitError("spark-submit not found: run ./bootstrap.sh (pyspark provides it) or set SPARK_HOME")
+    return found
+
+
+def build_code_zip(out: Path = BUILD / "botify-code.zip") -> Path:
+    """Zip the project's Python packages for ``--py-files`` (rebuilt every submit: it is small)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".zip.tmp")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+        for package in CODE_PACKAGES:
+            for path in sorted((REPO / package).rglob("*.py")):
+                zf.write(path, path.relative_to(REPO).as_posix())
+    tmp.replace(out)
+    return out
+
+
+def requirements_fingerprint() -> str:
+    digest = hashlib.sha256()
+    digest.update((REPO / "requirements.txt").read_bytes())
+    digest.update(sys.version.encode())
+    return digest.hexdigest()[:16]
+
+
+def packed_env(build: bool = True) -> Path:
+    """The packed virtualenv for the current requirements, built with venv-pack if missing."""
+    target = BUILD / f"env-{requirements_fingerprint()}.tar.gz"
+    if target.exists() or not build:
+        return target
+    BUILD.mkdir(parents=True, exist_ok=True)
+    for stale in BUILD.glob("env-*.tar.gz"):
+        stale.unlink()
+    tmp = target.with_name(target.name + ".tmp")
+    argv = [str(Path(sys.prefix) / "bin" / "venv-pack"), "-p", sys.prefix, "-o", str(tmp),
+            "--format", "tar.gz", "--compress-level", "1", "--force", "--quiet"]
+    for pattern in PACK_EXCLUDES:
+        argv += ["--exclude", pattern]
+    log.info("packing the Python environment once for these requirements -> %s", target)
+    subprocess.run(argv, check=True)
+    tmp.replace(target)
+    return target
+
+
+def conf_files() -> List[str]:
+    return [str(p) for p in sorted(REPO_CONF_DIR.glob("*.yml"))]
+
+
+def build_command(
+    job: str,
+    job_args: Sequence[str],
+    master: Optional[str] = None,
+    profile: Optional[str] = None,
+    conf: Sequence[str] = (),
+    build_env: bool = True,
+) -> List[str]:
+    from jobs import JOBS
+
+    if job not in JOBS:
+        raise SubmitError(f"unknown job {job!r}; known jobs: {', '.join(sorted(JOBS))}")
+    check_java()
+    try:
+        find_conf_file("pipeline.yml")
+        spec = load_profile(profile or profile_for_master(master))
+    except ConfigError as exc:
+        raise SubmitError(str(exc)) from exc
+    master = master or str(spec["master"])
+    deploy_mode = str(spec.get("deploy_mode", "client"))
+    settings = {str(k): str(v) for k, v in spec["conf"].items()}
+    argv = [spark_submit_binary(), "--master", master, "--deploy-mode", deploy_mode, "--name", f"botify-{job}"]
+    argv += ["--py-files", str(build_code_zip()), "--files", ",".join(conf_files())]
+    if spec.get("ship_env"):
+        argv += ["--archives", f"{packed_env(build_env)}#environment"]
+        settings["spark.pyspark.python"] = "./environment/bin/python"
+        if deploy_mode == "client":
+            settings["spark.pyspark.driver.python"] = sys.executable
+        else:
+            settings.setdefault("spark.yarn.appMasterEnv.PYSPARK_PYTHON", "./environment/bin/python")
+    else:
+        settings["spark.pyspark.python"] = sys.executable
+    for item in conf:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SubmitError(f"--conf {item!r} must look like key=value")
+        settings[key] = value
+    for key in sorted(settings):
+        argv += ["--conf", f"{key}={settings[key]}"]
+    return argv + [str(LAUNCHER), job, *job_args]
+
+
+def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, List[str]]:
+    parser = argparse.ArgumentParser(
+        prog="spark-submit.sh",
+        usage="spark-submit.sh <job> [--master M] [--profile P] [--conf k=v] [--dry-run] [job args...]",
+        description="Submit a botify pipeline job to local Spark, a standalone cluster or YARN.",
+        allow_abbrev=False,
+    )
+    parser.add_argument("job", nargs="?", help="job name (see jobs/__init__.py)")
+    parser.add_argument("--master", help="local[*] (default), spark://host:port or yarn")
+    parser.add_argument("--profile", help="Spark profile in conf/spark/ (default: from the master)")
+    parser.add_argument("--conf", action="append", default=[], help="extra Spark conf key=value (repeatable)")
+    parser.add_argument("--dry-run", action="store_true", help="print the spark-submit command, run nothing")
+    return parser.parse_known_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args, job_args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        if not args.job:
+            from jobs import JOBS
+
+            raise SubmitError(f"no job given; known jobs: {', '.join(sorted(JOBS))}")
+        command = build_command(args.job, job_args, args.master, args.profile, args.conf,
+                                build_env=not args.dry_run)
+    except SubmitError as exc:
+        print(f"spark-submit.sh: {exc}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        print(shlex.join(command))
+        return 0
+    # A client-mode driver imports this code from the zip, so it cannot find conf/ beside it.
+    env = {"BOTIFY_CONF_DIR": str(REPO_CONF_DIR), **os.environ, "PYSPARK_PYTHON": sys.executable}
+    return subprocess.run(command, env=env).returncode
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

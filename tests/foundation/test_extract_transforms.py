@@ -1,0 +1,85 @@
+"""extract_interactions' pure transforms on tiny hand-made DataFrames."""
+import pytest
+
+from jobs import extract_interactions as ex
+
+EVENT_COLUMNS = "message string, timestamp long, user long, track long, time double"
+
+
+def events(spark, rows):
+    return spark.createDataFrame(rows, EVENT_COLUMNS)
+
+
+def by_pair(df):
+    return {(r["user"], r["track"]): r.asDict() for r in df.collect()}
+
+
+def test_aggregate_plays_total_max(spark):
+    df = events(spark, [
+        ("next", 1, 1, 10, 0.2),
+        ("next", 2, 1, 10, 0.5),
+        ("last", 3, 1, 11, 0.9),
+        ("next", 4, 2, 10, 0.1),
+    ])
+    got = by_pair(ex.aggregate_interactions(df, 0.8))
+    assert got[(1, 10)]["plays"] == 2
+    assert got[(1, 10)]["total_time"] == pytest.approx(0.7)
+    assert got[(1, 10)]["max_time"] == 0.5
+    assert got[(1, 10)]["label"] == 0
+    assert got[(1, 11)]["label"] == 1
+    assert got[(2, 10)]["plays"] == 1
+
+
+def test_label_threshold_is_strict(spark):
+    df = events(spark, [("next", 1, 1, 1, 0.8), ("next", 2, 1, 2, 0.81), ("next", 3, 1, 3, 0.79)])
+    got = by_pair(ex.aggregate_interactions(df, 0.8))
+    assert [got[(1, t)]["label"] for t in (1, 2, 3)] == [0, 1, 0]
+    # The threshold is a parameter, not a constant.
+    assert by_pair(ex.aggregate_interactions(df, 0.5))[(1, 1)]["label"] == 1
+
+
+def test_label_uses_max_not_last(spark):
+    df = events(spark, [("next", 1, 1, 1, 0.95), ("next", 2, 1, 1, 0.1)])
+    assert by_pair(ex.aggregate_interactions(df, 0.8))[(1, 1)]["label"] == 1
+
+
+def test_duplicates_count_once(spark):
+    row = ("next", 5, 1, 1, 0.9)
+    df = events(spark, [row, row, ("next", 6, 1, 1, 0.9)])
+    deduped = ex.drop_duplicate_events(df)
+    assert deduped.count() == 2
+    assert by_pair(ex.aggregate_interactions(deduped, 0.8))[(1, 1)]["plays"] == 2
+
+
+def test_dense_index_is_ordered_and_dense(spark):
+    df = spark.createDataFrame([(30,), (10,), (20,), (10,)], "user long")
+    got = {r["user"]: r["user_idx"] for r in ex.dense_index(df, "user", "user_idx").collect()}
+    assert got == {10: 0, 20: 1, 30: 2}
+
+
+def test_track_index_follows_catalog(spark):
+    catalog = spark.createDataFrame([(0, "a", "x"), (1, "a", "y"), (2, "b", "z")], "track long, artist string, title string")
+    seen = spark.createDataFrame([(2,)], "track long")
+    got = {r["track"]: r["track_idx"] for r in ex.track_index(catalog, seen).collect()}
+    assert got == {0: 0, 1: 1, 2: 2}
+    without = {r["track"]: r["track_idx"] for r in ex.track_index(None, seen).collect()}
+    assert without == {2: 0}
+
+
+def test_unknown_tracks_are_marked(spark):
+    parsed = spark.createDataFrame([(None, 1), (None, 99), ("bad_time", 99)], "reason string, track long")
+    catalog = spark.createDataFrame([(1,)], "track long")
+    reasons = sorted((r["reason"] or "", r["track"]) for r in ex.mark_unknown_tracks(parsed, catalog).collect())
+    assert reasons == [("", 1), ("bad_time", 99), ("unknown_track", 99)]
+
+
+def test_top_tracks_by_positive_plays(spark):
+    df = events(spark, [
+        ("next", 1, 1, 7, 0.9), ("next", 2, 2, 7, 0.9), ("next", 3, 3, 7, 0.1),
+        ("next", 4, 1, 5, 0.9), ("next", 5, 2, 5, 0.85),
+        ("next", 6, 1, 3, 0.95),
+        ("next", 7, 1, 9, 0.2), ("next", 8, 2, 9, 0.3), ("next", 9, 3, 9, 0.4),
+    ])
+    # 7 and 5 tie on two positives: ties go to the smaller id; 9 has no positive plays.
+    assert ex.top_tracks(df, 0.8, 10) == [5, 7, 3]
+    assert ex.top_tracks(df, 0.8, 1) == [5]
