@@ -23,7 +23,7 @@ from common.storage import FsspecStorage
 
 from botify.artifacts import load_bundle
 from botify.catalog import ArtifactError, Catalog, load_catalog
-from botify.event_log import EventLog, complete_orphans
+from botify.event_log import EventLog
 from botify.experiments import Experiments
 from botify.recommenders import View
 from botify.reload import reload_artifacts
@@ -213,5 +213,3 @@ class Service:
 def resolve_local(path: str) -> str:
     return os.path.abspath(os.path.expanduser(str(path)))
 
-
-__all__ = ["Service", "load_or_keep", "complete_orphans"]
