@@ -18,6 +18,7 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -42,6 +43,10 @@ def load_worker(host: str, port: int, connections: int, duration: float, users: 
             body = json.dumps({"track": rng.randrange(tracks), "time": rng.random()})
             start = time.perf_counter()
             try:
+                if conn.sock is None:
+                    # Like sim's client: small request/response pairs must not wait on Nagle + delayed ACK.
+                    conn.connect()
+                    conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 conn.request("POST", f"/next/{rng.randrange(users)}", body, {"Content-Type": "application/json"})
                 resp = conn.getresponse()
                 resp.read()
