@@ -86,6 +86,10 @@ def validate(config: dict) -> None:
                     f"experiments.{name}.treatments.{arm}: unknown recommender {recommender!r} "
                     f"(known: {', '.join(RECOMMENDER_NAMES)})"
                 )
+    for key in ("port", "workers", "threads", "max_body_bytes"):
+        value = config["server"][key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < (0 if key == "port" else 1):
+            raise ConfigError(f"server.{key} must be a positive integer, got {value!r}")
     for key in ("top_k", "history_ttl_s"):
         if int(config["recommenders"][key]) <= 0:
             raise ConfigError(f"recommenders.{key} must be positive")

@@ -10,8 +10,6 @@ from botify.store import Store
 
 log = logging.getLogger(__name__)
 
-_warned_no_top: Set[str] = set()
-
 
 class View:
     """Reads against namespace ``ns``; each read raises ``NamespaceGone`` if a reload removed it."""
@@ -32,6 +30,8 @@ class View:
             if len(self._top_cache) > 8:
                 self._top_cache.clear()
             self._top_cache[self.ns] = json.loads(raw) if raw else None
+            if not raw:
+                log.warning("namespace %s has no top tracks: popular picks fall back to Random", self.ns)
         return self._top_cache[self.ns]
 
     def artist_tracks(self, track: int) -> Optional[List[int]]:
@@ -73,9 +73,6 @@ class Recommender:
     def popular(self, view: View, exclude: Set[int] = frozenset()) -> Optional[int]:
         top = view.top_tracks()
         if not top:
-            if view.ns not in _warned_no_top:
-                _warned_no_top.add(view.ns)
-                log.warning("namespace %s has no top tracks: popular picks fall back to Random", view.ns)
             return None
         pool = [t for t in top[: self.top_k] if t not in exclude]
         return self.rng.choice(pool) if pool else None

@@ -65,3 +65,16 @@ def test_random_covers_the_catalog(serve):
     base, _ = serve("Random")
     got = {next_track(base, 1) for _ in range(100)}
     assert got <= set(range(TRACKS)) and len(got) > 20
+
+
+def test_top_pop_before_any_model_uses_the_latest_interactions_run(serve, world):
+    from common.storage import FsspecStorage, join, write_pointer
+
+    storage = FsspecStorage()
+    storage.delete(join(world, "recommendations"))
+    run = join(world, "interactions", "run-1")
+    storage.write_bytes(join(run, "top_tracks.json"), b"[11, 12, 13]")
+    storage.write_bytes(join(run, "_SUCCESS"), b"")
+    write_pointer(storage, join(world, "interactions", "LATEST"), "run-1")
+    base, _ = serve("TopPop")
+    assert {next_track(base, 1) for _ in range(30)} == {11, 12, 13}

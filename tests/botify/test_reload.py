@@ -159,3 +159,14 @@ def test_cli_reload_direct_and_over_http(serve, world, capsys):
     assert botify_main(["reload", "--version", "v2", *_cli_args(config)]) == 1
     assert "row_count=3" in capsys.readouterr().err
     assert next_track(base, 7) == v1_list(7)[0]
+
+
+def test_startup_with_a_corrupt_latest_serves_the_catalog_and_says_why(serve, world, caplog):
+    _edit_manifest(join(world, "recommendations", "v1"), json_sha256="0" * 64)
+    base, config = serve("Ranked")
+    assert any("json_sha256" in r.getMessage() for r in caplog.records)
+    meta = Store.from_config(config).meta(Store.from_config(config).active())
+    assert (meta["recommendations"], meta["users"], meta["tracks"]) == ("", "0", "300")
+    # no list and no top tracks (the rejected version's are not trusted): random catalog tracks
+    got = {next_track(base, 3) for _ in range(20)}
+    assert got <= set(range(300)) and not got <= set(v1_list(3))
