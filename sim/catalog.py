@@ -88,10 +88,11 @@ class TrackCatalog:
             self._nearest[track] = cached
         return cached[:k]
 
-    def precompute_nearest(self, tracks: Sequence[int], k: int, batch: int = 512) -> None:
+    def precompute_nearest(self, tracks: Sequence[int], k: int, batch: int = 128) -> None:
         """Fill the neighbour cache for many tracks with batched matrix products (bulk generation)."""
-        todo = np.asarray(sorted({int(t) for t in tracks if int(t) not in self._nearest}), dtype=np.int64)
-        k = min(max(k, 64), self.size())
+        have = self._nearest
+        todo = np.asarray(sorted({int(t) for t in tracks if int(t) not in have or have[int(t)].size < k}), dtype=np.int64)
+        k = min(k, self.size())
         for start in range(0, todo.size, batch):
             ids = todo[start : start + batch]
             scores = self.embeddings[ids] @ self.embeddings.T
