@@ -62,3 +62,12 @@ def test_missing_world_and_bad_flags_are_clear_errors(tmp_path, caplog):
     assert "unknown configuration key" in caplog.text
     with pytest.raises(SystemExit):
         run.main(["--recommender", "nonsense"])
+
+
+def test_botify_sim_dispatches_subcommands(world_dir, capsys):
+    from sim.__main__ import main as sim_main
+
+    assert sim_main(["run", "--episodes", "5", "--recommender", "toppop", "--world", world_dir, "--no-progress"]) == 0
+    assert "| toppop | 5 |" in capsys.readouterr().out
+    assert sim_main(["fly"]) == 2
+    assert "generate" in capsys.readouterr().err
