@@ -165,8 +165,8 @@ def library_versions() -> Dict[str, str]:
     import pyspark
     import torch
 
-    return {"torch": torch.__version__, "pyspark": pyspark.__version__, "petastorm": petastorm.__version__,
-            "pyarrow": pyarrow.__version__, "numpy": np.__version__}
+    return {"torch": str(torch.__version__), "pyspark": str(pyspark.__version__), "petastorm": str(petastorm.__version__),
+            "pyarrow": str(pyarrow.__version__), "numpy": str(np.__version__)}
 
 
 def plot_curve(history, path_bytes: io.BytesIO) -> None:
