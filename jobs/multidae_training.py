@@ -63,10 +63,10 @@ class PadItems:
 # ---- scoring and held-out evaluation (also used by the driver and evaluate_offline) ----------
 
 
-def model_scorer(model: MultiDAE, device: str = "cpu") -> Callable[[Sequence[np.ndarray]], np.ndarray]:
+def model_scorer(model: MultiDAE, device: str = "cpu") -> Callable:
     """Scores (logits) for a batch of users given their fold-in item lists, in eval mode."""
 
-    def score(item_lists: Sequence[np.ndarray]) -> np.ndarray:
+    def score(item_lists: Sequence[np.ndarray], user_idx: Optional[np.ndarray] = None) -> np.ndarray:
         model.eval()
         items, lengths = pad_batch(item_lists)
         with torch.no_grad():
@@ -75,15 +75,18 @@ def model_scorer(model: MultiDAE, device: str = "cpu") -> Callable[[Sequence[np.
     return score
 
 
-def evaluate_heldout(score_fn: Callable[[Sequence[np.ndarray]], np.ndarray], heldout: Dict, batch_size: int = 256) -> Dict[str, float]:
-    """Mean NDCG@100, Recall@20, Recall@50 over held-out users; fold-in items are never ranked."""
+def evaluate_heldout(score_fn: Callable, heldout: Dict, batch_size: int = 256) -> Dict[str, float]:
+    """Mean NDCG@100, Recall@20, Recall@50 over held-out users; fold-in items are never ranked.
+
+    ``score_fn(fold_in_lists, user_idx)`` returns scores ``[users, n_items]``.
+    """
     fold_in, targets = heldout["fold_in"], heldout["targets"]
     if not fold_in:
         return {}
     parts: Dict[str, List[np.ndarray]] = {}
     for start in range(0, len(fold_in), batch_size):
         chunk = fold_in[start : start + batch_size]
-        ranked = rank_excluding(score_fn(chunk), chunk, 100)
+        ranked = rank_excluding(score_fn(chunk, heldout["user_idx"][start : start + batch_size]), chunk, 100)
         for name, values in summarize(ranked, targets[start : start + batch_size]).items():
             parts.setdefault(name, []).append(values)
     return {name: float(np.concatenate(v).mean()) for name, v in parts.items()}

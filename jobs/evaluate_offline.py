@@ -1,0 +1,190 @@
+"""evaluate_offline: MultiDAE against baselines on the same held-out users, one table.
+
+The split is the one the model was trained with (its settings and
+interactions run are read from the checkpoint), so every model is scored on
+exactly the same users, fold-ins and targets. Each model scores all items for a
+held-out user from their fold-in; fold-in items are never ranked; the figures
+are mean NDCG@100, Recall@20 and Recall@50 (Liang et al. 2018).
+
+- TopPop: item popularity among training users.
+- ALS: Spark MLlib ALS with implicit preferences, fit on training users plus
+  the held-out users' fold-in items (a factorisation needs the user's row),
+  scored as user factors x item factors.
+- EASE (Steck 2019): closed form over the training items, only when their
+  count is at most ``evaluate.ease.max_items`` (it inverts an items x items matrix).
+- MultiDAE: the model version.
+
+Output ``<root>/evaluation/<model version>/``: ``metrics.md``, ``metrics.json``, ``_SUCCESS``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from scipy import sparse
+
+from common.config import add_config_arguments, load_config
+from common.paths import resolve
+from common.spark import get_session
+from common.storage import HadoopStorage, atomic_output, join
+from jobs import multidae_training as training
+from jobs import train_multidae
+
+log = logging.getLogger(__name__)
+
+Scorer = Callable[[Sequence[np.ndarray], np.ndarray], np.ndarray]  # (fold-in lists, user_idx) -> scores
+
+
+# ---- baselines: each returns a Scorer -------------------------------------------------------
+
+
+def train_matrix(rows: List[np.ndarray], n_items: int) -> sparse.csr_matrix:
+    indptr = np.cumsum([0] + [len(r) for r in rows])
+    indices = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+    return sparse.csr_matrix((np.ones(len(indices), dtype=np.float32), indices, indptr), shape=(len(rows), n_items))
+
+
+def toppop_scorer(X: sparse.csr_matrix) -> Scorer:
+    popularity = np.asarray(X.sum(axis=0)).ravel().astype(np.float32)
+    return lambda fold_in, user_idx: np.tile(popularity, (len(fold_in), 1))
+
+
+def ease_scorer(X: sparse.csr_matrix, lam: float, max_items: int) -> Optional[Scorer]:
+    """B = I - P diagMat(1/diag(P)), P = (X'X + lam I)^-1, over the items seen in training; None if too many."""
+    seen = np.flatnonzero(np.asarray(X.sum(axis=0)).ravel() > 0)
+    if len(seen) > max_items:
+        log.warning("EASE skipped: %d training items > evaluate.ease.max_items=%d", len(seen), max_items)
+        return None
+    Xs = X[:, seen]
+    gram = (Xs.T @ Xs).toarray().astype(np.float64)
+    gram[np.diag_indices_from(gram)] += lam
+    P = np.linalg.inv(gram)
+    B = -P / np.diag(P)
+    B[np.diag_indices_from(B)] = 0.0
+    position = np.full(X.shape[1], -1, dtype=np.int64)
+    position[seen] = np.arange(len(seen))
+    n_items = X.shape[1]
+
+    def score(fold_in: Sequence[np.ndarray], user_idx: np.ndarray) -> np.ndarray:
+        out = np.full((len(fold_in), n_items), -np.inf, dtype=np.float64)
+        rows = np.zeros((len(fold_in), len(seen)))
+        for r, items in enumerate(fold_in):
+            known = position[items]
+            rows[r, known[known >= 0]] = 1.0
+        out[:, seen] = rows @ B
+        return out
+
+    return score
+
+
+def als_scorer(spark: SparkSession, train: DataFrame, heldout: DataFrame, role: str, n_items: int, settings: Dict,
+               heldout_users: np.ndarray) -> Scorer:
+    from pyspark.ml.recommendation import ALS
+
+    ratings = (
+        train.select("user_idx", F.explode("items").alias("item"))
+        .unionByName(heldout.where(F.col("role") == role).select("user_idx", F.explode("fold_in").alias("item")))
+        .withColumn("rating", F.lit(1.0).cast("float"))
+    )
+    als = ALS(implicitPrefs=True, rank=int(settings["rank"]), regParam=float(settings["reg_param"]),
+              alpha=float(settings["alpha"]), maxIter=int(settings["max_iter"]), seed=int(settings["seed"]),
+              userCol="user_idx", itemCol="item", ratingCol="rating", coldStartStrategy="drop")
+    model = als.fit(ratings)
+    rank = int(settings["rank"])
+    items = np.zeros((n_items, rank), dtype=np.float32)
+    for row in model.itemFactors.collect():
+        items[row["id"]] = row["features"]
+    wanted = set(int(u) for u in heldout_users)
+    users = {int(r["id"]): np.asarray(r["features"], dtype=np.float32)
+             for r in model.userFactors.where(F.col("id").isin(list(wanted))).collect()}
+
+    def score(fold_in: Sequence[np.ndarray], user_idx: np.ndarray) -> np.ndarray:
+        U = np.stack([users.get(int(u), np.zeros(rank, dtype=np.float32)) for u in user_idx])
+        return U @ items.T
+
+    return score
+
+
+def markdown_table(results: Dict[str, Dict[str, float]], notes: Dict[str, str]) -> str:
+    lines = ["| model | NDCG@100 | Recall@20 | Recall@50 |", "|---|---|---|---|"]
+    for name, m in results.items():
+        lines.append(f"| {name} | {m['ndcg@100']:.4f} | {m['recall@20']:.4f} | {m['recall@50']:.4f} |")
+    for name, note in notes.items():
+        lines.append(f"| {name} | – | – | – |")
+    text = "\n".join(lines) + "\n"
+    if notes:
+        text += "\n" + "\n".join(f"- {name}: {note}" for name, note in notes.items()) + "\n"
+    return text
+
+
+def run(spark: SparkSession, config: Dict, model_version: Optional[str] = None, role: Optional[str] = None) -> Dict:
+    settings = config["evaluate"]
+    role = role or settings["users"]
+    if role not in ("test", "validation"):
+        raise ValueError(f"evaluate.users must be test or validation, not {role!r}")
+    storage = HadoopStorage(spark)
+    model_version, checkpoint = train_multidae.load_checkpoint(storage, config, model_version or settings["model_version"])
+    run_id, run_uri = train_multidae.interactions_dir(storage, config, checkpoint["interactions_run"])
+    n_items = int(checkpoint["model_config"]["n_items"])
+    batch = int(config["multidae"]["eval_batch_size"])
+
+    train, heldout = train_multidae.build_split(spark.read.parquet(join(run_uri, "interactions")), checkpoint["split"])
+    train, heldout = train.cache(), heldout.cache()
+    users = train_multidae.collect_heldout(heldout, role)
+    if not users["fold_in"]:
+        raise ValueError(f"no {role} users in the split of {run_id}")
+    X = train_matrix([np.asarray(r["items"], dtype=np.int64) for r in train.select("items").collect()], n_items)
+
+    scorers: Dict[str, Optional[Scorer]] = {
+        "TopPop": toppop_scorer(X),
+        "ALS (implicit)": None,
+        "EASE": ease_scorer(X, float(settings["ease"]["lambda"]), int(settings["ease"]["max_items"])),
+        "MultiDAE": training.model_scorer(train_multidae.model_from_checkpoint(checkpoint)),
+    }
+    results: Dict[str, Dict[str, float]] = {}
+    notes: Dict[str, str] = {}
+    for name in list(scorers):
+        started = time.perf_counter()
+        scorer = scorers[name]
+        if name == "ALS (implicit)":
+            scorer = als_scorer(spark, train, heldout, role, n_items, settings["als"], users["user_idx"])
+        if scorer is None:
+            notes[name] = f"skipped: more than evaluate.ease.max_items={settings['ease']['max_items']} training items"
+            continue
+        results[name] = training.evaluate_heldout(scorer, users, batch)
+        log.info("%s: %s (%.1fs)", name, results[name], time.perf_counter() - started)
+    table = markdown_table(results, notes)
+    report = {"model_version": model_version, "interactions_run": run_id, "users": role,
+              "n_users": len(users["fold_in"]), "n_items": n_items, "results": results, "skipped": notes}
+    final = join(resolve(config, "evaluation"), model_version)
+    with atomic_output(storage, final) as tmp:
+        storage.write_text(join(tmp, "metrics.md"), f"# Offline evaluation: model {model_version}, {len(users['fold_in'])} {role} users\n\n" + table)
+        storage.write_text(join(tmp, "metrics.json"), json.dumps(report, indent=2))
+    train.unpersist()
+    heldout.unpersist()
+    report["markdown"] = table
+    return report
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="evaluate_offline", description=__doc__.split("\n")[0])
+    add_config_arguments(parser)
+    parser.add_argument("--profile", default="local", help="Spark profile in conf/spark/ (ignored under spark-submit)")
+    parser.add_argument("--model-version", help="models/multidae/<version> (default: evaluate.model_version, LATEST)")
+    parser.add_argument("--users", choices=["test", "validation"], help="held-out users to score (default: evaluate.users)")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] = ()) -> int:
+    args = parse_args(argv)
+    config = load_config(args.config, args.overrides)
+    spark = get_session("evaluate_offline", args.profile)
+    report = run(spark, config, args.model_version, args.users)
+    print(report["markdown"], end="")
+    return 0
