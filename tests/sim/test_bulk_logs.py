@@ -102,3 +102,12 @@ def test_cli_with_a_generated_world_and_random_policy(tmp_path):
     assert len(events) == 300 and {e["user"] for e in events} <= set(range(50))
     tracks = TrackCatalog.load(str(tmp_path / "w" / "tracks.jsonl"), str(tmp_path / "w" / "tracks.npy"))
     assert all(0 <= e["track"] < tracks.size() for e in events)
+
+
+def test_the_pipelines_event_reader_accepts_every_line(logs, spark):
+    """The jobs' own parser (real Spark) finds no malformed line in bulk logs."""
+    from common.event_log import count_reasons, parse_lines, read_lines
+
+    root, n = logs
+    total, malformed = count_reasons(parse_lines(read_lines(spark, "file://" + str(root / "logs"))))
+    assert total == n and malformed == {}
