@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional, Tuple
 
-import numpy as np
 
 from sim.catalog import TrackCatalog, UserCatalog
 from sim.fast_random import FastUniform
