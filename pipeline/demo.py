@@ -1,0 +1,183 @@
+"""botify-demo: the whole loop on this machine, from an empty folder to the A/B report.
+
+generate the world -> start Redis + botify (BASELINE experiment) -> simulated
+training traffic over HTTP -> upload logs -> extract_interactions ->
+train_multidae -> infer_recommendations -> botify hot-reloads the lists ->
+botify switches to the AB experiment (C = StickyArtist, T1 = Ranked) ->
+simulated A/B traffic -> upload -> analyze_ab -> the report.
+
+Everything it starts (redis-server, botify's gunicorn, Spark) is stopped at
+the end, on failure and on Ctrl-C. Each step's output goes to
+``<workdir>/logs/<step>.log``; per-step wall times to ``<workdir>/timings.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import secrets
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+from common.redis_server import RedisServer, free_port
+from pipeline import processes
+from pipeline.processes import PYTHON, REPO, Service, StepFailed, command
+
+log = logging.getLogger("demo")
+
+SCALES = {
+    # name: world tracks, users, training sessions, A/B sessions, epochs
+    "small": dict(tracks=2_000, users=400, train_sessions=2_000, ab_sessions=600, epochs=2),
+    "default": dict(tracks=50_000, users=10_000, train_sessions=40_000, ab_sessions=10_000, epochs=10),
+    "seed": dict(tracks=50_000, users=10_000, train_sessions=1_300_000, ab_sessions=10_000, epochs=10),
+}
+
+
+class Demo:
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.workdir = Path(args.workdir).resolve()
+        self.root = self.workdir / "warehouse"
+        self.logs = self.workdir / "logs"
+        self.token = secrets.token_urlsafe(24)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.timings: Dict[str, float] = {}
+        self.redis: Optional[RedisServer] = None
+        self.botify: Optional[Service] = None
+        self.run_id = "demo"
+
+    # -- helpers ------------------------------------------------------------------------------
+    def step(self, name: str, fn: Callable[[], None]) -> None:
+        print(f"[{len(self.timings) + 1:2d}] {name} ...", end="", flush=True)
+        start = time.perf_counter()
+        fn()
+        self.timings[name] = round(time.perf_counter() - start, 1)
+        print(f" {self.timings[name]:.1f}s", flush=True)
+
+    def sh(self, name: str, argv: List[str], env: Optional[Dict[str, str]] = None) -> None:
+        processes.run(argv, env=env, log_file=self.logs / f"{name}.log", cwd=REPO)
+
+    def spark_job(self, job: str, *args: str) -> None:
+        self.sh(job, [str(REPO / "spark-submit.sh"), job, "--set", f"storage.root={self.root}", *args])
+
+    def botify_dir(self, phase: str) -> Path:
+        return self.workdir / "botify-logs" / phase
+
+    # -- steps --------------------------------------------------------------------------------
+    def generate_world(self) -> None:
+        a = self.args
+        self.sh("world", [PYTHON, "-m", "sim", "generate", "--seed", str(a.seed), "--out", str(self.root / "world"),
+                          "--tracks", str(a.tracks), "--users", str(a.users)])
+
+    def start_botify(self, experiment: str) -> None:
+        self.stop_botify()
+        phase = experiment.lower()
+        argv = [command("botify"), "serve", "--port", str(self.port), "--workers", str(self.args.botify_workers),
+                "--set", f"storage.root={self.root}", "--set", f"event_log.dir={self.botify_dir(phase)}"]
+        env = {"REDIS_URL": self.redis.url, "BOTIFY_ADMIN_TOKEN": self.token, "BOTIFY_EXPERIMENTS": experiment}
+        self.botify = Service("botify", argv, env, self.logs / f"botify-{phase}.log")
+        self.botify.start(self.url + "/")
+
+    def stop_botify(self) -> None:
+        if self.botify is not None:
+            self.botify.stop()  # graceful: workers complete their log files
+            self.botify = None
+
+    def simulate(self, name: str, episodes: int, seed: int) -> None:
+        self.sh(name, [PYTHON, "-m", "sim.run", "--episodes", str(episodes), "--recommender", "remote",
+                       "--world", str(self.root / "world"), "--url", self.url, "--seed", str(seed),
+                       "--processes", str(self.args.sim_processes), "--output", str(self.workdir / f"{name}.jsonl")])
+
+    def upload(self, phase: str, dataset: str) -> None:
+        self.sh(f"upload-{dataset}", [command("botify-upload"), dataset, "--cleanup", "--no-progress",
+                                      "--log-dir", str(self.botify_dir(phase)), "--set", f"storage.root={self.root}"])
+
+    def reload(self) -> None:
+        self.sh("reload", [command("botify"), "reload", "--url", self.url, "--token", self.token])
+
+    def run(self) -> int:
+        a = self.args
+        if self.workdir.exists():
+            shutil.rmtree(self.workdir)
+        self.logs.mkdir(parents=True)
+        print(f"botify demo in {self.workdir} (step logs in {self.logs})")
+        self.redis = RedisServer()
+        self.redis.start()
+        (self.workdir / "services.json").write_text(json.dumps({"redis": self.redis.url, "botify": self.url}))
+        try:
+            self.step("generate world", self.generate_world)
+            self.step("start botify (BASELINE)", lambda: self.start_botify("BASELINE"))
+            self.step(f"simulate {a.train_sessions} training sessions", lambda: self.simulate("sim-train", a.train_sessions, a.seed + 1))
+            self.step("stop botify, upload training logs", lambda: (self.stop_botify(), self.upload("baseline", "train")))
+            self.step("extract_interactions", lambda: self.spark_job("extract_interactions", "--run", self.run_id))
+            self.step("train_multidae", lambda: self.spark_job(
+                "train_multidae", "--version", self.run_id, "--epochs", str(a.epochs), "--num-processes", "2"))
+            self.step("infer_recommendations", lambda: self.spark_job(
+                "infer_recommendations", "--model-version", self.run_id, "--version", self.run_id))
+            self.step("start botify (AB), hot-reload recommendations", self.serve_ab)
+            self.step(f"simulate {a.ab_sessions} A/B sessions", lambda: self.simulate("sim-ab", a.ab_sessions, 31337))
+            self.step("stop botify, upload A/B logs", lambda: (self.stop_botify(), self.upload("ab", "ab")))
+            self.step("analyze_ab", lambda: self.spark_job(
+                "analyze_ab", "--experiment", "AB", "--control", "C", "--run", self.run_id))
+        finally:
+            self.stop_botify()
+            self.redis.stop()
+            (self.workdir / "timings.json").write_text(json.dumps(self.timings, indent=2))
+        self.show_report()
+        return 0
+
+    def serve_ab(self) -> None:
+        # botify comes up with the AB experiment, then picks up the new lists without a
+        # restart: the reload is the same call cron makes after infer_recommendations.
+        self.start_botify("AB")
+        self.reload()
+
+    def show_report(self) -> None:
+        out = self.root / "ab" / "AB" / self.run_id
+        print()
+        print((out / "report.md").read_text())
+        print(f"report:  {out / 'report.md'}")
+        print(f"figure:  {out / 'ab_results.png'}")
+        print(f"total:   {sum(self.timings.values()):.0f}s (per step: {self.workdir / 'timings.json'})")
+
+
+def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="botify-demo", description=__doc__.split("\n")[0])
+    parser.add_argument("--scale", choices=sorted(SCALES), default="default",
+                        help="small: a few minutes (tests); default: within 20 minutes on 2 cores; "
+                             "seed: the seed's 1.3M training sessions (hours)")
+    parser.add_argument("--workdir", default=str(REPO / "build" / "demo"), help="wiped and recreated")
+    parser.add_argument("--seed", type=int, default=31337, help="world seed")
+    for key in ("tracks", "users", "train_sessions", "ab_sessions", "epochs"):
+        parser.add_argument("--" + key.replace("_", "-"), type=int, help="override the scale's value")
+    parser.add_argument("--sim-processes", type=int, default=2)
+    parser.add_argument("--botify-workers", type=int, default=2)
+    args = parser.parse_args(argv)
+    for key, value in SCALES[args.scale].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return args
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    # Ctrl-C and SIGTERM unwind through the finally blocks that stop every child.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        return Demo(args).run()
+    except StepFailed as exc:
+        print(f"\ndemo failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ndemo interrupted; everything it started has been stopped", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

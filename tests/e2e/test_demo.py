@@ -1,0 +1,106 @@
+"""The whole loop at a small scale, as a user runs it: `botify-demo --scale small`."""
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def read_jsonl(paths):
+    for path in paths:
+        with open(path) as fh:
+            for line in fh:
+                yield json.loads(line)
+
+
+def listening(url):
+    parsed = urlparse(url)
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex((parsed.hostname, parsed.port)) == 0
+
+
+def processes_mentioning(text):
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmdline:
+            found.append((pid, cmdline[:200]))
+    return found
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("demo") / "run"
+    result = subprocess.run([str(REPO / ".venv" / "bin" / "botify-demo"), "--scale", "small", "--workdir", str(workdir)],
+                            capture_output=True, text=True, timeout=1800, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return workdir, result.stdout
+
+
+def test_report_exists_and_parses(demo):
+    workdir, stdout = demo
+    out = workdir / "warehouse" / "ab" / "AB" / "demo"
+    report = (out / "report.md").read_text()
+    assert "| T1 | mean_session_time |" in report
+    assert "SRM" in report and "MDE" in report
+    effects = json.loads((out / "effects.json").read_text())
+    assert effects  # numbers, not text
+    assert (out / "ab_results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "report:" in stdout and str(out / "report.md") in stdout
+    timings = json.loads((workdir / "timings.json").read_text())
+    assert {"extract_interactions", "train_multidae", "infer_recommendations", "analyze_ab"} <= set(timings)
+
+
+def test_treatment_requests_were_answered_from_ranked_lists(demo):
+    workdir, _ = demo
+    root = workdir / "warehouse"
+    version = (root / "recommendations" / "LATEST").read_text().strip()
+    lists = {r["user"]: r["tracks"] for r in read_jsonl(sorted((root / "recommendations" / version / "json").glob("*.json")))}
+    events = list(read_jsonl(sorted((root / "logs" / "ab").glob("*.jsonl"))))
+    assert events and all(set(e["experiments"]) == {"AB"} for e in events)
+    by_arm = defaultdict(lambda: [0, 0])  # arm -> [next events of users with a list, answered from that list]
+    first_of_session = defaultdict(lambda: [0, 0])
+    starts = set()
+    for e in sorted(events, key=lambda e: e["timestamp"]):
+        arm, user = e["experiments"]["AB"], e["user"]
+        if e["message"] == "last":
+            starts.discard(user)
+            continue
+        if user not in lists:
+            continue
+        hit = e["recommendation"] in lists[user]
+        by_arm[arm][0] += 1
+        by_arm[arm][1] += hit
+        if user not in starts:  # the first recommendation of a session: Ranked gives the list's head
+            starts.add(user)
+            first_of_session[arm][0] += 1
+            first_of_session[arm][1] += e["recommendation"] == lists[user][0]
+    t1_total, t1_hits = by_arm["T1"]
+    c_total, c_hits = by_arm["C"]
+    assert t1_total > 100 and c_total > 100
+    # Ranked answers from the list until it runs out (50 steps): nearly every T1 request.
+    assert t1_hits / t1_total > 0.95, by_arm
+    assert first_of_session["T1"][1] / first_of_session["T1"][0] > 0.95, first_of_session
+    # StickyArtist does not use the lists: the control arm shows what chance looks like.
+    assert c_hits / c_total < 0.5, by_arm
+
+
+def test_everything_started_is_gone(demo):
+    workdir, _ = demo
+    services = json.loads((workdir / "services.json").read_text())
+    assert not listening(services["botify"])
+    assert not listening(services["redis"].replace("redis://", "http://"))
+    assert processes_mentioning(str(workdir)) == []
