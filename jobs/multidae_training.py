@@ -19,14 +19,19 @@ import logging
 import math
 import os
 import time
+import warnings
 from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+
 from common.model import MultiDAE, MultiDAEConfig, multinomial_loss, pad_batch
 from common.ranking_metrics import rank_excluding, summarize
+from common.storage import FsspecStorage, join
 
 log = logging.getLogger(__name__)
 
@@ -117,11 +122,7 @@ def _threads(requested: int) -> int:
 
 def train_rank(spec: Dict) -> Optional[Dict]:
     """Train for ``spec['epochs']`` epochs (resuming from ``last.pt`` if present); rank 0 returns the history."""
-    import torch.distributed as dist
-    from torch.nn.parallel import DistributedDataParallel as DDP
-
-    from common.storage import FsspecStorage, join
-
+    warnings.filterwarnings("ignore", category=FutureWarning, module="petastorm")  # pyarrow legacy-API notices
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s rank%(rank)s: %(message)s".replace("%(rank)s", os.environ.get("RANK", "?")))
     use_gpu = bool(spec["use_gpu"])
     dist.init_process_group("nccl" if use_gpu else "gloo")
@@ -194,6 +195,32 @@ def train_rank(spec: Dict) -> Optional[Dict]:
             dist.barrier()
     dist.destroy_process_group()
     return {"history": history, "world_size": world} if rank == 0 else None
+
+
+# The rank function and what it uses travel by value: torchrun's child processes on an executor
+# import only installed packages, not the --py-files zip that the executor's own Python worker sees.
+SHIPPED_BY_VALUE = ("jobs.multidae_training", "common.model", "common.ranking_metrics", "common.storage")
+
+
+def ship_by_value():
+    """Context manager: pickle this module and its project dependencies by value while it is active."""
+    import contextlib
+    import importlib
+
+    from pyspark import cloudpickle
+
+    @contextlib.contextmanager
+    def registered():
+        modules = [importlib.import_module(name) for name in SHIPPED_BY_VALUE]
+        for module in modules:
+            cloudpickle.register_pickle_by_value(module)
+        try:
+            yield
+        finally:
+            for module in modules:
+                cloudpickle.unregister_pickle_by_value(module)
+
+    return registered()
 
 
 def steps_per_epoch(rows: int, batch_size: int, world_size: int) -> int:

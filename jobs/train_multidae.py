@@ -234,8 +234,9 @@ def run(spark: SparkSession, config: Dict, version: str, interactions_run: Optio
     log.info("training version %s with %d process(es), local_mode=%s, use_gpu=%s (re-run with --version %s to resume)",
              version, num_processes, dist_cfg["local_mode"], dist_cfg["use_gpu"], version)
     try:
-        result = TorchDistributor(num_processes=num_processes, local_mode=bool(dist_cfg["local_mode"]),
-                                  use_gpu=bool(dist_cfg["use_gpu"])).run(training.train_rank, spec)
+        with training.ship_by_value():
+            result = TorchDistributor(num_processes=num_processes, local_mode=bool(dist_cfg["local_mode"]),
+                                      use_gpu=bool(dist_cfg["use_gpu"])).run(training.train_rank, spec)
     finally:
         converter.delete()
         train_items.unpersist()

@@ -24,25 +24,27 @@ USERS, TRACKS, GROUPS = 120, 160, 4
 TRACK_ID_OFFSET = 1000
 NO_POSITIVES_USER = 999_999  # listened to things, liked nothing: must still get recommendations
 
+RESUME_MARKER_LOSS = 12345.0  # the loss recorded by the pretend-interrupted first epoch
+
+TINY = [
+    "multidae.dims=[32, 8]",
+    "multidae.epochs=2",
+    "multidae.batch_size=16",
+    "multidae.partitions=4",
+    "multidae.threads_per_process=1",
+    "multidae.petastorm.workers_count=1",
+    "multidae.petastorm.shuffle_buffer=32",
+    "multidae.split.validation_fraction=0.15",
+    "multidae.split.test_fraction=0.15",
+    "evaluate.als.rank=8",
+    "evaluate.als.max_iter=5",
+]
+
 
 def tiny_config(root: str, *overrides: str) -> dict:
     from common.config import load_config
 
-    return load_config("pipeline.yml", [
-        f"storage.root={root}",
-        "multidae.dims=[32, 8]",
-        "multidae.epochs=2",
-        "multidae.batch_size=16",
-        "multidae.partitions=4",
-        "multidae.threads_per_process=1",
-        "multidae.petastorm.workers_count=1",
-        "multidae.petastorm.shuffle_buffer=32",
-        "multidae.split.validation_fraction=0.15",
-        "multidae.split.test_fraction=0.15",
-        "evaluate.als.rank=8",
-        "evaluate.als.max_iter=5",
-        *overrides,
-    ])
+    return load_config("pipeline.yml", [f"storage.root={root}", *TINY, *overrides])
 
 
 def make_positives(seed: int = 7):
@@ -98,10 +100,32 @@ def interactions_root(spark, tmp_path_factory):
     return root
 
 
+def write_interrupted_run(root: str, version: str) -> None:
+    """What a run killed after its first epoch leaves: only rank 0's last.pt in the work directory."""
+    import torch
+
+    from common.model import MultiDAE, MultiDAEConfig, multinomial_loss, pad_batch
+    from common.storage import FsspecStorage, join
+    from jobs.multidae_training import LAST_CHECKPOINT, to_bytes
+
+    config = MultiDAEConfig(n_items=TRACKS, dims=[32, 8], dropout=0.5)
+    model = MultiDAE(config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    items, lengths = pad_batch([[1, 2, 3], [4, 5]])
+    multinomial_loss(model(items, lengths), items, lengths).backward()
+    optimizer.step()
+    state = {"epoch": 1, "model_config": config.to_dict(), "model": model.state_dict(),
+             "optimizer": optimizer.state_dict(),
+             "history": [{"epoch": 1, "loss": RESUME_MARKER_LOSS, "epoch_seconds": 0.0, "users_seen": 0}]}
+    FsspecStorage().write_bytes(join(root, "models", "multidae", "_work", version, LAST_CHECKPOINT), to_bytes(state))
+
+
 @pytest.fixture(scope="session")
 def trained_root(spark, interactions_root):
-    """interactions_root plus a model trained by the job itself (2 ranks, local_mode, petastorm): version v1."""
+    """interactions_root plus model v1, trained by the job (2 ranks, local_mode, petastorm) resuming an
+    interrupted run after its first epoch; returns (root, the job's metrics)."""
     from jobs import train_multidae
 
+    write_interrupted_run(interactions_root, "v1")
     metrics = train_multidae.run(spark, tiny_config(interactions_root), "v1")
     return interactions_root, metrics

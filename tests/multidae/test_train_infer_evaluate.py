@@ -1,0 +1,118 @@
+"""train_multidae (2 ranks, local_mode, petastorm) -> infer_recommendations -> evaluate_offline, on tiny data."""
+import io
+import json
+import posixpath
+
+import numpy as np
+import pytest
+import torch
+from pyspark.sql import functions as F
+
+from common.manifest import sha256
+from common.storage import FsspecStorage, join, local_path
+from jobs import evaluate_offline, infer_recommendations, train_multidae
+from tests.multidae.conftest import NO_POSITIVES_USER, RESUME_MARKER_LOSS, TRACK_ID_OFFSET, TRACKS, USERS, tiny_config
+
+fs = FsspecStorage()
+
+
+def test_training_resumed_and_published(trained_root):
+    root, metrics = trained_root
+    model_dir = join(root, "models", "multidae", "v1")
+    history = metrics["epochs"]
+    # The interrupted run's epoch 1 is kept, only epoch 2 was trained.
+    assert [h["epoch"] for h in history] == [1, 2] and history[0]["loss"] == RESUME_MARKER_LOSS
+    assert history[1]["loss"] != RESUME_MARKER_LOSS and history[1]["users_seen"] >= metrics["train_users"]
+    assert 0 <= history[1]["val_ndcg@100"] <= 1 and set(metrics["test"]) == {"ndcg@100", "recall@20", "recall@50"}
+    assert fs.read_text(join(root, "models", "multidae", "LATEST")).strip() == "v1"
+    assert not fs.exists(join(root, "models", "multidae", "_work", "v1"))
+    for name in ("model.pt", "metrics.json", "training_curve.png", "_MANIFEST.json", "_SUCCESS"):
+        assert fs.exists(join(model_dir, name)), name
+    assert fs.read_bytes(join(model_dir, "training_curve.png"))[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads(fs.read_text(join(model_dir, "metrics.json")))["epochs"] == history
+
+    data = fs.read_bytes(join(model_dir, "model.pt"))
+    checkpoint = torch.load(io.BytesIO(data), weights_only=True)  # plain tensors and containers only
+    assert checkpoint["model_config"] == {"n_items": TRACKS, "dims": [32, 8], "dropout": 0.5}
+    assert checkpoint["item_index"].tolist() == list(range(TRACK_ID_OFFSET, TRACK_ID_OFFSET + TRACKS))
+    assert checkpoint["interactions_run"] == "run1" and checkpoint["versions"]["torch"] == torch.__version__
+    assert json.loads(fs.read_text(join(model_dir, "_MANIFEST.json")))["model_sha256"] == sha256(data)
+
+
+def test_tampered_model_is_rejected(trained_root, tmp_path):
+    root, _ = trained_root
+    copy = "file://" + str(tmp_path / "root")
+    src = local_path(join(root, "models", "multidae", "v1"))
+    import shutil
+
+    shutil.copytree(src, str(tmp_path / "root" / "models" / "multidae" / "v1"))
+    path = tmp_path / "root" / "models" / "multidae" / "v1" / "model.pt"
+    path.write_bytes(path.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(ValueError, match="checksum"):
+        train_multidae.load_checkpoint(fs, tiny_config(copy), "v1")
+
+
+def test_scores_descending_distinct_valid_and_exclusion(spark, trained_root):
+    root, _ = trained_root
+    model_bytes = fs.read_bytes(join(root, "models", "multidae", "v1", "model.pt"))
+    users = spark.createDataFrame([(1, [0, 1, 2, 3, 4]), (2, []), (3, list(range(100)))], "user long, items array<int>")
+    for exclude in (False, True):
+        rows = {r["user"]: r for r in infer_recommendations.score_users(users, model_bytes, 50, exclude, batch_size=2).collect()}
+        assert set(rows) == {1, 2, 3}
+        for user, r in rows.items():
+            assert len(r["tracks"]) == 50 == len(set(r["tracks"]))
+            assert all(TRACK_ID_OFFSET <= t < TRACK_ID_OFFSET + TRACKS for t in r["tracks"])
+            assert all(a >= b for a, b in zip(r["scores"], r["scores"][1:]))
+        consumed = {t + TRACK_ID_OFFSET for t in range(100)}
+        if exclude:
+            assert not consumed & set(rows[3]["tracks"])
+        else:  # exactly the model's 50 highest logits, consumed or not
+            model = train_multidae.model_from_checkpoint(torch.load(io.BytesIO(model_bytes), weights_only=True))
+            with torch.no_grad():
+                logits = model(torch.arange(100).unsqueeze(0), torch.tensor([100]))[0]
+            assert rows[3]["tracks"] == (logits.topk(50).indices + TRACK_ID_OFFSET).tolist()
+
+
+def test_infer_writes_the_recommendations_contract(spark, trained_root):
+    root, _ = trained_root
+    manifest = infer_recommendations.run(spark, tiny_config(root))
+    out = join(root, "recommendations", "v1")
+    assert fs.read_text(join(root, "recommendations", "LATEST")).strip() == "v1" and fs.exists(join(out, "_SUCCESS"))
+    files = manifest["json_files"]
+    assert files == sorted(files) and all(posixpath.basename(f).startswith("part-") and f.endswith(".json") for f in files)
+    data = b"".join(fs.read_bytes(join(out, f)) for f in files)
+    assert manifest["json_sha256"] == sha256(data)
+    rows = [json.loads(line) for line in data.splitlines()]
+    assert manifest["row_count"] == len(rows) == USERS + 1
+    assert {r["user"] for r in rows} == {u + 10 for u in range(USERS)} | {NO_POSITIVES_USER}
+    assert all(set(r) == {"user", "tracks"} and len(set(r["tracks"])) == 50 for r in rows)
+    top = fs.read_bytes(join(out, "top_tracks.json"))
+    assert top == fs.read_bytes(join(root, "interactions", "run1", "top_tracks.json"))
+    assert manifest["top_tracks_sha256"] == sha256(top) and manifest["model_version"] == "v1"
+    assert manifest["interactions_run"] == "run1"
+    parquet = spark.read.parquet(join(out, "parquet"))
+    assert dict(parquet.dtypes) == {"user": "bigint", "tracks": "array<bigint>"}
+    assert {(r["user"], tuple(r["tracks"])) for r in parquet.collect()} == {(r["user"], tuple(r["tracks"])) for r in rows}
+
+
+def test_evaluation_table(spark, trained_root):
+    root, metrics = trained_root
+    report = evaluate_offline.run(spark, tiny_config(root))
+    results = report["results"]
+    assert list(results) == ["TopPop", "ALS (implicit)", "EASE", "MultiDAE"]
+    for figures in results.values():
+        assert all(0 <= v <= 1 for v in figures.values())
+    # Same split, same users: the job's MultiDAE figures are the ones training reported on test users.
+    assert results["MultiDAE"] == pytest.approx(metrics["test"])
+    # Users like their group's block of tracks: item-item EASE must beat popularity by far.
+    assert results["EASE"]["recall@20"] > 2 * results["TopPop"]["recall@20"]
+    out = join(root, "evaluation", "v1")
+    assert "| EASE |" in fs.read_text(join(out, "metrics.md"))
+    assert json.loads(fs.read_text(join(out, "metrics.json")))["results"] == results
+
+
+def test_ease_skipped_when_items_do_not_fit():
+    X = evaluate_offline.train_matrix([np.array([0, 1, 2]), np.array([2, 3])], 10)
+    assert evaluate_offline.ease_scorer(X, 1.0, max_items=3) is None
+    scores = evaluate_offline.ease_scorer(X, 1.0, max_items=4)([np.array([2])], np.array([0]))
+    assert scores.shape == (1, 10) and np.isneginf(scores[0, 5]) and scores[0, 2] == 0.0
