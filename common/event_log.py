@@ -10,6 +10,7 @@ from typing import Dict, Tuple
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from common.schemas import MESSAGES, RAW_EVENT_SCHEMA
 
@@ -25,8 +26,9 @@ def read_lines(spark: SparkSession, uri: str) -> DataFrame:
 
 def parse_lines(lines: DataFrame) -> DataFrame:
     """Add typed event columns and ``reason`` (null when the line is a valid event)."""
-    e = F.from_json("line", RAW_EVENT_SCHEMA)
-    df = lines.withColumn("_keys", F.json_object_keys("line")).withColumn("_e", e)
+    # One JSON parse per line: the parser itself reports what is not a JSON object.
+    schema = T.StructType(RAW_EVENT_SCHEMA.fields + [T.StructField("_corrupt", T.StringType())])
+    df = lines.withColumn("_e", F.from_json("line", schema, {"columnNameOfCorruptRecord": "_corrupt"}))
     message = F.col("_e.message")
     timestamp = F.col("_e.timestamp").try_cast("bigint")
     user = F.col("_e.user").try_cast("bigint")
@@ -39,7 +41,7 @@ def parse_lines(lines: DataFrame) -> DataFrame:
         return F.col(f"_e.{name}").isNull()
 
     reason = (
-        F.when(F.col("_keys").isNull(), F.lit("not_json_object"))
+        F.when(F.col("_e._corrupt").isNotNull() | F.col("line").isNull(), F.lit("not_json_object"))
         .when(missing("message"), "missing_message")
         .when(~message.isin(*MESSAGES), "bad_message")
         .when(missing("user"), "missing_user")
