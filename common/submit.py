@@ -137,6 +137,8 @@ def build_command(
     settings = {str(k): str(v) for k, v in spec["conf"].items()}
     argv = [spark_submit_binary(), "--master", master, "--deploy-mode", deploy_mode, "--name", f"botify-{job}"]
     argv += ["--py-files", str(build_code_zip()), "--files", ",".join(conf_files())]
+    if deploy_mode == "client":
+        argv += ["--driver-java-options", f"-Dlog4j2.configurationFile=file:{REPO_CONF_DIR / 'log4j2.properties'}"]
     if spec.get("ship_env"):
         argv += ["--archives", f"{packed_env(build_env)}#environment"]
         settings["spark.pyspark.python"] = "./environment/bin/python"
@@ -189,6 +191,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     # A client-mode driver imports this code from the zip, so it cannot find conf/ beside it.
     env = {"BOTIFY_CONF_DIR": str(REPO_CONF_DIR), **os.environ, "PYSPARK_PYTHON": sys.executable}
+    if (args.master or "local").startswith("local"):
+        env.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # a laptop run needs no network interface
     return subprocess.run(command, env=env).returncode
 
 
