@@ -184,9 +184,11 @@ def summarize(users: DataFrame, metrics: Sequence[str] = METRICS) -> pd.DataFram
     )
 
 
-def session_time_histogram(sessions: DataFrame, bins: int) -> pd.DataFrame:
-    """Counts of session time per treatment on ``bins`` equal bins up to the 99th percentile (last bin open-ended)."""
-    top = sessions.agg(F.percentile_approx("time", 0.99).alias("p99")).first()["p99"]
+def session_time_histogram(sessions: DataFrame, bins: int, top: Optional[float] = None) -> pd.DataFrame:
+    """Counts of session time per treatment on ``bins`` equal bins up to ``top`` (default: the 99th
+    percentile); the last bin is open-ended."""
+    if top is None:
+        top = sessions.agg(F.percentile_approx("time", 0.99).alias("p99")).first()["p99"]
     width = max(float(top or 0.0), 1e-9) / bins
     b = F.least(F.floor(F.col("time") / F.lit(width)).cast("int"), F.lit(bins - 1))
     rows = sessions.groupBy("treatment", b.alias("bin")).count().collect()
@@ -319,7 +321,8 @@ def run(spark: SparkSession, config: dict, input_uri: str, experiment: str, cont
     counts = {
         (r["status"], r["complete"]): r
         for r in sessions.groupBy("status", "complete")
-        .agg(F.count(F.lit(1)).alias("sessions"), F.sum("length").alias("events"), F.countDistinct("user").alias("users"))
+        .agg(F.count(F.lit(1)).alias("sessions"), F.sum("length").alias("events"), F.countDistinct("user").alias("users"),
+             F.percentile_approx("time", 0.99).alias("p99"))
         .collect()
     }
     kept = analysed_sessions(sessions, trailing)
@@ -332,7 +335,10 @@ def run(spark: SparkSession, config: dict, input_uri: str, experiment: str, cont
         raise ValueError(f"control {control!r} has no users in experiment {experiment!r}; treatments seen: {sorted(per_treatment)}")
     effects = ab_stats.compare(summary, control, alpha=alpha, power=power, metrics=METRICS)
     srm = ab_stats.srm(per_treatment, expected_shares(settings), float(settings["srm_alpha"]))
-    histogram = session_time_histogram(kept, int(settings["histogram_bins"]))
+    # The histogram's range from the same pass that counted sessions (p99 of the analysed groups).
+    top = max((float(r["p99"]) for (status, complete), r in counts.items()
+               if status == "ok" and (complete or trailing == "keep") and r["p99"] is not None), default=None)
+    histogram = session_time_histogram(kept, int(settings["histogram_bins"]), top)
 
     valid_events = total - sum(malformed.values())
     all_events = sum(int(r["events"]) for r in counts.values())
