@@ -30,6 +30,7 @@ import datetime as dt
 import io
 import json
 import logging
+import re
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 
 METRICS = ab_stats.METRICS
 TRAILING_RULES = ("drop", "keep")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 # ---- pure transforms (tested on tiny DataFrames) -------------------------------------------
@@ -299,6 +301,8 @@ def expected_shares(settings: dict) -> Dict[str, float]:
 
 def run(spark: SparkSession, config: dict, input_uri: str, experiment: str, control: str, run_id: str) -> dict:
     settings = config["ab"]
+    if not _NAME.match(experiment):
+        raise ConfigError(f"experiment name {experiment!r}: letters, digits, '.', '_', '-' only (it names the output directory)")
     alpha, power = float(settings["alpha"]), float(settings["power"])
     trailing = str(settings["trailing_session"])
     if trailing not in TRAILING_RULES:
@@ -329,10 +333,11 @@ def run(spark: SparkSession, config: dict, input_uri: str, experiment: str, cont
     users = user_metrics(kept).persist()
     summary = summarize(users)
     if summary.empty:
-        raise ValueError(f"{input_uri}: no users with a treatment in experiment {experiment!r} and a complete session")
+        raise ConfigError(f"{input_uri}: no users with a treatment in experiment {experiment!r} and a complete session "
+                          f"(is the experiment name right?)")
     per_treatment = summary.drop_duplicates("treatment").set_index("treatment")["users"].to_dict()
     if control not in per_treatment:
-        raise ValueError(f"control {control!r} has no users in experiment {experiment!r}; treatments seen: {sorted(per_treatment)}")
+        raise ConfigError(f"control {control!r} has no users in experiment {experiment!r}; treatments seen: {sorted(per_treatment)}")
     effects = ab_stats.compare(summary, control, alpha=alpha, power=power, metrics=METRICS)
     srm = ab_stats.srm(per_treatment, expected_shares(settings), float(settings["srm_alpha"]))
     # The histogram's range from the same pass that counted sessions (p99 of the analysed groups).

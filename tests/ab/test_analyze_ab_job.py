@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from common.config import ConfigError
 from common.event_log import TooManyMalformed
 from jobs import analyze_ab
 from pipeline import upload_logs
@@ -96,8 +97,10 @@ def test_too_many_malformed_lines_publish_nothing(tmp_path, warehouse):
         analyze_ab.main(["--set", f"storage.root={warehouse}", "--run", "r1"])  # default max_error_ratio 1%
     assert not (local(warehouse) / "ab").exists()
     # the unknown control is named, with the treatments that exist
-    with pytest.raises(ValueError, match=r"control 'T9' has no users.*\['C', 'T1'\]"):
+    with pytest.raises(ConfigError, match=r"control 'T9' has no users.*\['C', 'T1'\]"):
         job(warehouse, "--run", "r2", "--control", "T9")
+    with pytest.raises(ConfigError, match="experiment name"):
+        job(warehouse, "--run", "r3", "--experiment", "../AB")
     assert not (local(warehouse) / "ab").exists()
 
 
