@@ -102,9 +102,8 @@ def all_user_items(interactions: DataFrame, users: DataFrame) -> DataFrame:
 def run(spark: SparkSession, config: Dict, model_version: Optional[str] = None, version: Optional[str] = None) -> Dict:
     settings = config["infer"]
     storage = HadoopStorage(spark)
-    model_version, checkpoint = train_multidae.load_checkpoint(storage, config, model_version or settings["model_version"])
-    model_dir = train_multidae.model_dir(config, model_version)
-    model_bytes = storage.read_bytes(join(model_dir, train_multidae.MODEL_FILE))
+    model_version, model_bytes = train_multidae.read_model(storage, config, model_version or settings["model_version"])
+    checkpoint = training.from_bytes(model_bytes)
     run_id, run_uri = train_multidae.interactions_dir(storage, config, checkpoint["interactions_run"])
     version = version or model_version
 

@@ -172,7 +172,10 @@ def train_rank(spec: Dict) -> Optional[Dict]:
             totals = torch.zeros(2, dtype=torch.float64, device=device)
             for _ in range(steps):
                 batch = next(batches)
-                items, lengths = batch["items"].to(device), batch["n"].to(device).long()
+                lengths = batch["n"].long()
+                # Rows are padded to the longest user in the data set; this batch needs only its own longest.
+                items = batch["items"][:, : max(1, int(lengths.max()))].to(device)
+                lengths = lengths.to(device)
                 loss = multinomial_loss(ddp(items, lengths), items, lengths)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

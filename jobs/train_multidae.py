@@ -36,7 +36,7 @@ from common.manifest import read_manifest, sha256, write_manifest
 from common.model import MultiDAE, MultiDAEConfig
 from common.paths import resolve
 from common.spark import get_session
-from common.storage import HadoopStorage, atomic_output, join, read_pointer, write_pointer
+from common.storage import FsspecStorage, HadoopStorage, atomic_output, join, read_pointer, write_pointer
 from jobs import multidae_training as training
 
 log = logging.getLogger(__name__)
@@ -132,23 +132,38 @@ def item_index(spark: SparkSession, run_uri: str) -> np.ndarray:
     return np.array([r["track"] for r in rows], dtype=np.int64)
 
 
+def blob_storage(storage, uri: str):
+    """Where to move model-sized bytes: local files directly (fsspec), anything else through ``storage``.
+
+    ``HadoopStorage`` copies bytes through py4j, which costs seconds per 100 MB;
+    on ``file://`` the same files are reachable without the JVM.
+    """
+    return FsspecStorage() if uri.startswith("file:") else storage
+
+
 def model_dir(config: Dict, version: str) -> str:
     return join(resolve(config, "models/multidae"), version)
 
 
-def load_checkpoint(storage, config: Dict, version: Optional[str]) -> Tuple[str, Dict]:
-    """(version, checkpoint dict) of a published model; ``None``/``LATEST`` follows the pointer."""
+def read_model(storage, config: Dict, version: Optional[str]) -> Tuple[str, bytes]:
+    """(version, model.pt bytes) of a published model, checked against its manifest; ``None``/``LATEST`` follows the pointer."""
     base = resolve(config, "models/multidae")
     if not version or version == "LATEST":
         version = read_pointer(storage, join(base, "LATEST"))
     uri = join(base, version, MODEL_FILE)
-    data = storage.read_bytes(uri)
+    data = blob_storage(storage, uri).read_bytes(uri)
     manifest = read_manifest(storage, join(base, version))
     if manifest.get("model_sha256") != sha256(data):
         raise ValueError(f"{uri} does not match its manifest checksum")
+    return version, data
+
+
+def load_checkpoint(storage, config: Dict, version: Optional[str]) -> Tuple[str, Dict]:
+    """(version, checkpoint dict) of a published model."""
+    version, data = read_model(storage, config, version)
     checkpoint = training.from_bytes(data)
     if checkpoint.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{uri}: not a {CHECKPOINT_FORMAT} checkpoint")
+        raise ValueError(f"model {version}: not a {CHECKPOINT_FORMAT} checkpoint")
     return version, checkpoint
 
 
@@ -241,7 +256,8 @@ def run(spark: SparkSession, config: Dict, version: str, interactions_run: Optio
         converter.delete()
         train_items.unpersist()
 
-    state = training.from_bytes(storage.read_bytes(join(work_uri, training.LAST_CHECKPOINT)))
+    last_uri = join(work_uri, training.LAST_CHECKPOINT)
+    state = training.from_bytes(blob_storage(storage, last_uri).read_bytes(last_uri))
     model = MultiDAE(model_config)
     model.load_state_dict(state["model"])
     test_metrics = training.evaluate_heldout(training.model_scorer(model), test, int(settings["eval_batch_size"]))
@@ -261,7 +277,7 @@ def run(spark: SparkSession, config: Dict, version: str, interactions_run: Optio
     plot_curve(history, curve)
     final = model_dir(config, version)
     with atomic_output(storage, final) as tmp:
-        storage.write_bytes(join(tmp, MODEL_FILE), model_bytes)
+        blob_storage(storage, tmp).write_bytes(join(tmp, MODEL_FILE), model_bytes)
         storage.write_bytes(join(tmp, "metrics.json"), json.dumps(metrics, indent=2).encode())
         storage.write_bytes(join(tmp, "training_curve.png"), curve.getvalue())
         write_manifest(storage, tmp, {"job": "train_multidae", "model_version": version, "interactions_run": run_id,
