@@ -290,6 +290,19 @@ def render_plot(effects: pd.DataFrame, histogram: pd.DataFrame, experiment: str,
 # ---- I/O --------------------------------------------------------------------------------------
 
 
+def _jsonable(value):
+    """Strict JSON: numpy scalars to Python, NaN (an undefined statistic) to null."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
 def expected_shares(settings: dict) -> Dict[str, float]:
     weights = settings.get("weights")
     if weights:
@@ -366,10 +379,10 @@ def run(spark: SparkSession, config: dict, input_uri: str, experiment: str, cont
     report = render_report(experiment, control, run_id, effects, srm, facts_for_report, alpha, power)
     png = render_plot(effects, histogram, experiment, control)
     effects_json = json.dumps(
-        {"experiment": experiment, "control": control, "run": run_id, "alpha": alpha, "power": power,
-         "srm": srm, "facts": facts, "summary": summary.to_dict(orient="records"),
-         "effects": effects.to_dict(orient="records")},
-        indent=2, allow_nan=True, default=float,
+        _jsonable({"experiment": experiment, "control": control, "run": run_id, "alpha": alpha, "power": power,
+                   "srm": srm, "facts": facts, "summary": summary.to_dict(orient="records"),
+                   "effects": effects.to_dict(orient="records")}),
+        indent=2, allow_nan=False,
     )
 
     final = join(root, "ab", experiment, run_id)

@@ -65,7 +65,8 @@ def test_upload_then_analyze_course_logs(tmp_path, warehouse, capsys):
     assert effects.loc["mean_session_length", "control_mean"] == pytest.approx((2.5 + 2 + 5 / 3) / 3)
     assert (effects["lower"] <= effects["effect"]).all() and (effects["effect"] <= effects["upper"]).all()
 
-    data = json.loads((run_dir / "effects.json").read_text())
+    data = json.loads((run_dir / "effects.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in strict JSON"))
+    assert isinstance(data["summary"][0]["users"], int)
     assert data["experiment"] == "AB" and data["control"] == "C" and len(data["effects"]) == 4
     assert data["srm"]["observed"] == {"C": 3, "T1": 3} and not data["srm"]["mismatch"]
 
