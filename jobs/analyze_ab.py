@@ -31,7 +31,7 @@ import io
 import json
 import logging
 import re
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 import pandas as pd

@@ -2,7 +2,6 @@
 malformed-line quarantine and clear errors (real Spark, real files)."""
 from __future__ import annotations
 
-import io
 import json
 import shutil
 from pathlib import Path

@@ -9,7 +9,6 @@ import threading
 from pathlib import Path
 
 import fsspec
-import pytest
 
 from pipeline import upload_logs
 
