@@ -18,6 +18,7 @@ import io
 import logging
 import math
 import os
+import sys
 import time
 import warnings
 from typing import Callable, Dict, List, Optional, Sequence
@@ -197,7 +198,10 @@ def train_rank(spec: Dict) -> Optional[Dict]:
                 storage.write_atomically(checkpoint_uri, to_bytes(state))
             dist.barrier()
     dist.destroy_process_group()
-    return {"history": history, "world_size": world} if rank == 0 else None
+    if rank != 0:
+        return None
+    # Where rank 0 ran (driver host or an executor's working directory): shows which launch path was used.
+    return {"history": history, "world_size": world, "process": {"cwd": os.getcwd(), "executable": sys.executable}}
 
 
 # The rank function and what it uses travel by value: torchrun's child processes on an executor
