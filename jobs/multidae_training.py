@@ -122,7 +122,7 @@ def _threads(requested: int) -> int:
 
 
 def train_rank(spec: Dict) -> Optional[Dict]:
-    """Train for ``spec['epochs']`` epochs (resuming from ``last.pt`` if present); rank 0 returns the history."""
+    """Train for ``spec['epochs']`` epochs (resuming from ``last.pt`` if present); rank 0 checkpoints each epoch."""
     warnings.filterwarnings("ignore", category=FutureWarning, module="petastorm")  # pyarrow legacy-API notices
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s rank%(rank)s: %(message)s".replace("%(rank)s", os.environ.get("RANK", "?")))
     use_gpu = bool(spec["use_gpu"])
@@ -198,10 +198,10 @@ def train_rank(spec: Dict) -> Optional[Dict]:
                 storage.write_atomically(checkpoint_uri, to_bytes(state))
             dist.barrier()
     dist.destroy_process_group()
-    if rank != 0:
-        return None
-    # Where rank 0 ran (driver host or an executor's working directory): shows which launch path was used.
-    return {"history": history, "world_size": world, "process": {"cwd": os.getcwd(), "executable": sys.executable}}
+    # Every rank returns the same kind of answer: in local mode TorchDistributor keeps whichever rank
+    # wrote last. The history travels in last.pt. Where the rank ran (the driver's machine or an
+    # executor's working directory) shows which launch path was used.
+    return {"world_size": world, "process": {"cwd": os.getcwd(), "executable": sys.executable}}
 
 
 # The rank function and what it uses travel by value: torchrun's child processes on an executor

@@ -273,7 +273,7 @@ def run(spark: SparkSession, config: Dict, version: str, interactions_run: Optio
     metrics = {"version": version, "interactions_run": run_id, "n_items": n_items, "train_users": n_train,
                "validation_users": len(validation["fold_in"]), "test_users": len(test["fold_in"]),
                "epochs": history, "test": test_metrics, "world_size": checkpoint["world_size"],
-               "rank0_process": (result or {}).get("process")}
+               "rank_process": (result or {}).get("process")}
     curve = io.BytesIO()
     plot_curve(history, curve)
     final = model_dir(config, version)

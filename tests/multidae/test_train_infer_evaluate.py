@@ -24,7 +24,7 @@ def test_training_resumed_and_published(trained_root):
     assert [h["epoch"] for h in history] == [1, 2] and history[0]["loss"] == RESUME_MARKER_LOSS
     assert history[1]["loss"] != RESUME_MARKER_LOSS and history[1]["users_seen"] >= metrics["train_users"]
     assert 0 <= history[1]["val_ndcg@100"] <= 1 and set(metrics["test"]) == {"ndcg@100", "recall@20", "recall@50"}
-    assert metrics["world_size"] == 2 and metrics["rank0_process"]["executable"]  # two local ranks beside the driver
+    assert metrics["world_size"] == 2 and metrics["rank_process"]["executable"]  # two local ranks beside the driver
     assert fs.read_text(join(root, "models", "multidae", "LATEST")).strip() == "v1"
     assert not fs.exists(join(root, "models", "multidae", "_work", "v1"))
     for name in ("model.pt", "metrics.json", "training_curve.png", "_MANIFEST.json", "_SUCCESS"):
