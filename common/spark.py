@@ -8,6 +8,7 @@ the profile applied here instead.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Mapping, Optional
 
 from common.config import load_yaml
@@ -28,6 +29,8 @@ def get_session(app_name: str, profile: str = "local", extra_conf: Optional[Mapp
     builder = SparkSession.builder.appName(app_name)
     under_submit = "PYSPARK_GATEWAY_PORT" in os.environ  # set by spark-submit for the driver
     if not under_submit:
+        # Python workers must run this interpreter (the venv), not whatever python3 is on PATH.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         spec = load_profile(profile)
         builder = builder.master(str(spec["master"]))
         for key, value in spec["conf"].items():
