@@ -63,22 +63,23 @@ def main() -> int:
     parser.add_argument("--files", type=int, default=16)
     parser.add_argument("--pandas-max", type=int, default=2_000_000, help="most events pandas is given")
     parser.add_argument("--workdir", default="build/bench-extract")
+    parser.add_argument("--logs", help="use these existing event logs (no catalog: tracks seen in the logs are indexed)")
     args = parser.parse_args()
     workdir = os.path.abspath(args.workdir)
-    logs = ensure_logs(workdir, args.events, args.files)
+    logs = os.path.abspath(args.logs) if args.logs else ensure_logs(workdir, args.events, args.files)
+    catalog = None if args.logs else "file://" + os.path.join(workdir, "world", "tracks.jsonl")
 
     config = load_config("pipeline.yml", [f"storage.root={workdir}"])
     spark = get_session("bench-extract", "local", {"spark.master": "local[2]", "spark.ui.enabled": "false",
                                                    "spark.ui.showConsoleProgress": "false"})
     spark.sparkContext.setLogLevel("ERROR")
     start = time.perf_counter()
-    manifest = extract_interactions.run(spark, config, "file://" + logs, "bench",
-                                        "file://" + os.path.join(workdir, "world", "tracks.jsonl"))
+    manifest = extract_interactions.run(spark, config, "file://" + logs + "/*.jsonl", "bench", catalog)
     spark_s = time.perf_counter() - start
     spark.stop()
 
     files = sorted(glob.glob(os.path.join(logs, "*.jsonl")))
-    per_file = args.events / len(files)
+    per_file = manifest["lines"] / len(files)
     take = max(1, min(len(files), int(args.pandas_max // per_file)))
     subset = take < len(files)
     start = time.perf_counter()
