@@ -11,6 +11,8 @@ from urllib.parse import urlparse
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+# The whole loop runs in the module fixture: minutes on an idle machine, far more on a loaded one.
+pytestmark = pytest.mark.timeout(2400)
 
 
 def read_jsonl(paths):
