@@ -11,7 +11,7 @@ import os
 import sys
 from typing import Mapping, Optional
 
-from common.config import load_yaml
+from common.config import add_config_arguments, load_yaml
 
 
 def load_profile(profile: str) -> dict:
@@ -38,3 +38,14 @@ def get_session(app_name: str, profile: str = "local", extra_conf: Optional[Mapp
     for key, value in (extra_conf or {}).items():
         builder = builder.config(key, str(value))
     return builder.getOrCreate()
+
+
+def add_job_arguments(parser, run: bool = False) -> None:
+    """The flags every spark-submit job shares: --config, --set, --profile and, for dated outputs, --run."""
+    import datetime as dt
+
+    add_config_arguments(parser)
+    parser.add_argument("--profile", default="local", help="Spark profile in conf/spark/ (ignored under spark-submit)")
+    if run:
+        parser.add_argument("--run", default=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
+                            help="run id (default: today, UTC)")

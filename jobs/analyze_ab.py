@@ -26,7 +26,6 @@ events carry no treatment, or more than one, are left out and counted.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import io
 import json
 import logging
@@ -39,11 +38,11 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from common import ab_stats, event_log
-from common.config import ConfigError, add_config_arguments, load_config
+from common.config import ConfigError, load_config
 from common.experiments import treatment_names
 from common.manifest import write_manifest
 from common.paths import resolve
-from common.spark import get_session
+from common.spark import add_job_arguments, get_session
 from common.storage import HadoopStorage, atomic_output, join, write_pointer
 
 log = logging.getLogger(__name__)
@@ -415,12 +414,10 @@ def run(spark: SparkSession, config: dict, input_uri: str, experiment: str, cont
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="analyze_ab", description=__doc__.split("\n")[0])
-    add_config_arguments(parser)
-    parser.add_argument("--profile", default="local", help="Spark profile in conf/spark/ (ignored under spark-submit)")
+    add_job_arguments(parser, run=True)
     parser.add_argument("--experiment", help="experiment name in the events' experiments map (default: ab.experiment)")
     parser.add_argument("--control", help="control treatment (default: ab.control)")
     parser.add_argument("--input", help="event logs URI, directory or glob (default: datasets.ab_events)")
-    parser.add_argument("--run", default=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"), help="run id (default: today, UTC)")
     return parser.parse_args(argv)
 
 

@@ -29,9 +29,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from scipy import sparse
 
-from common.config import add_config_arguments, load_config
+from common.config import load_config
 from common.paths import resolve
-from common.spark import get_session
+from common.spark import add_job_arguments, get_session
 from common.storage import HadoopStorage, atomic_output, join
 from jobs import multidae_training as training
 from jobs import train_multidae
@@ -174,8 +174,7 @@ def run(spark: SparkSession, config: Dict, model_version: Optional[str] = None, 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="evaluate_offline", description=__doc__.split("\n")[0])
-    add_config_arguments(parser)
-    parser.add_argument("--profile", default="local", help="Spark profile in conf/spark/ (ignored under spark-submit)")
+    add_job_arguments(parser)
     parser.add_argument("--model-version", help="models/multidae/<version> (default: evaluate.model_version, LATEST)")
     parser.add_argument("--users", choices=["test", "validation"], help="held-out users to score (default: evaluate.users)")
     return parser.parse_args(argv)

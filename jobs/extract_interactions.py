@@ -14,7 +14,6 @@ and ``<root>/interactions/LATEST`` names the run. Malformed lines go to
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import logging
 from typing import Optional, Sequence
@@ -23,11 +22,11 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from common import event_log
-from common.config import add_config_arguments, load_config
+from common.config import load_config
 from common.manifest import sha256, write_manifest
 from common.paths import resolve
 from common.schemas import CATALOG_SCHEMA
-from common.spark import get_session
+from common.spark import add_job_arguments, get_session
 from common.storage import HadoopStorage, atomic_output, join, write_pointer
 
 log = logging.getLogger(__name__)
@@ -186,11 +185,9 @@ def run(spark: SparkSession, config: dict, input_uri: str, run_id: str, catalog_
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="extract_interactions", description=__doc__.split("\n")[0])
-    add_config_arguments(parser)
-    parser.add_argument("--profile", default="local", help="Spark profile in conf/spark/ (ignored under spark-submit)")
+    add_job_arguments(parser, run=True)
     parser.add_argument("--input", help="event logs URI, directory or glob (default: datasets.events)")
     parser.add_argument("--catalog", help="tracks catalog URI (default: datasets.catalog; 'none' to index seen tracks)")
-    parser.add_argument("--run", default=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"), help="run id (default: today, UTC)")
     return parser.parse_args(argv)
 
 

@@ -26,10 +26,10 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, FloatType, LongType, StructField, StructType
 
-from common.config import add_config_arguments, load_config
+from common.config import load_config
 from common.manifest import sha256, write_manifest
 from common.paths import resolve
-from common.spark import get_session
+from common.spark import add_job_arguments, get_session
 from common.storage import HadoopStorage, atomic_output, join, write_pointer
 from jobs import multidae_training as training
 from jobs import train_multidae
@@ -138,8 +138,7 @@ def run(spark: SparkSession, config: Dict, model_version: Optional[str] = None, 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="infer_recommendations", description=__doc__.split("\n")[0])
-    add_config_arguments(parser)
-    parser.add_argument("--profile", default="local", help="Spark profile in conf/spark/ (ignored under spark-submit)")
+    add_job_arguments(parser)
     parser.add_argument("--model-version", help="models/multidae/<version> (default: infer.model_version, LATEST)")
     parser.add_argument("--version", help="recommendations/<version> to write (default: the model version)")
     parser.add_argument("--exclude-consumed", action="store_true", help="never recommend a track the user already liked")

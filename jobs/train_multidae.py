@@ -31,11 +31,11 @@ import torch
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from common.config import add_config_arguments, load_config
+from common.config import load_config
 from common.manifest import read_manifest, sha256, write_manifest
 from common.model import MultiDAE, MultiDAEConfig
 from common.paths import resolve
-from common.spark import get_session
+from common.spark import add_job_arguments, get_session
 from common.storage import FsspecStorage, HadoopStorage, atomic_output, join, read_pointer, write_pointer
 from jobs import multidae_training as training
 
@@ -293,8 +293,7 @@ def run(spark: SparkSession, config: Dict, version: str, interactions_run: Optio
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="train_multidae", description=__doc__.split("\n")[0])
-    add_config_arguments(parser)
-    parser.add_argument("--profile", default="local", help="Spark profile in conf/spark/ (ignored under spark-submit)")
+    add_job_arguments(parser)
     parser.add_argument("--interactions", help="interactions run id (default: multidae.interactions_run, LATEST)")
     parser.add_argument("--version", help="model version (default: UTC timestamp); an unfinished version resumes")
     parser.add_argument("--epochs", type=int, help="override multidae.epochs")
