@@ -134,7 +134,8 @@ def run(spark: SparkSession, config: Dict, model_version: Optional[str] = None, 
     n_items = int(checkpoint["model_config"]["n_items"])
     batch = int(config["multidae"]["eval_batch_size"])
 
-    train, heldout = train_multidae.build_split(spark.read.parquet(join(run_uri, "interactions")), checkpoint["split"])
+    train, heldout = train_multidae.build_split(spark.read.parquet(join(run_uri, "interactions")), checkpoint["split"],
+                                                checkpoint.get("session_starts", False))
     train, heldout = train.cache(), heldout.cache()
     users = train_multidae.collect_heldout(heldout, role)
     if not users["fold_in"]:

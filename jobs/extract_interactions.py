@@ -3,7 +3,8 @@
 The seed's ``collect_data`` notebook as a job. Output, under
 ``<root>/interactions/<run>/``:
 
-- ``interactions/``  Parquet: user, track, plays, total_time, max_time, label, user_idx, track_idx
+- ``interactions/``  Parquet: user, track, plays, total_time, max_time, label, starts, user_idx, track_idx
+  (``starts``: sessions the user began with this track — see :func:`mark_session_starts`)
 - ``users/``, ``tracks/``  Parquet index tables (dense ids for the model)
 - ``top_tracks.json``  the ``extract.top_tracks`` tracks with most positive plays, most popular first
 - ``_MANIFEST.json`` (line counts, malformed lines by reason, row counts), ``_SUCCESS``
@@ -52,18 +53,38 @@ def mark_unknown_tracks(parsed: DataFrame, catalog_tracks: Optional[DataFrame]) 
     return joined.withColumn("reason", reason).drop("_known")
 
 
+def mark_session_starts(events: DataFrame) -> DataFrame:
+    """Add ``start`` (0/1): this ``next`` event opens a session — the user's first event, or the first after a ``last``.
+
+    The first track of a session is the listener's own pick, and the client
+    logs it with time 0 (the course's protocol), so the time label never sees
+    it; yet it is the strongest sign of what the user wants. At equal
+    timestamps a ``last`` sorts before a ``next``, so a session that starts in
+    the millisecond the previous one ended still counts.
+    """
+    is_last = (F.col("message") == "last").cast("int")
+    order = Window.partitionBy("user").orderBy(F.col("timestamp"), is_last.desc())
+    after_last = F.coalesce(F.lag(is_last).over(order) == 1, F.lit(True))
+    return events.withColumn("start", ((F.col("message") == "next") & after_last).cast("int"))
+
+
 def aggregate_interactions(events: DataFrame, threshold: float) -> DataFrame:
-    """One row per (user, track): plays, total and max listening time, implicit label.
+    """One row per (user, track): plays, total and max listening time, implicit label, session starts.
 
     ``label = max(time) > threshold``: strictly greater, so a listen of exactly
-    the threshold is not a positive (the seed's ``time > 0.8``).
+    the threshold is not a positive (the seed's ``time > 0.8``). ``starts``
+    counts the user's sessions that began with the track. The window behind
+    ``starts`` partitions by user, which the grouping by (user, track) reuses:
+    no extra shuffle.
     """
     return (
-        events.groupBy("user", "track")
+        mark_session_starts(events)
+        .groupBy("user", "track")
         .agg(
             F.count(F.lit(1)).alias("plays"),
             F.sum("time").alias("total_time"),
             F.max("time").alias("max_time"),
+            F.sum("start").cast("int").alias("starts"),
         )
         .withColumn("label", (F.col("max_time") > F.lit(threshold)).cast("int"))
     )
@@ -100,7 +121,7 @@ def with_indices(interactions: DataFrame, users: DataFrame, tracks: DataFrame) -
     return (
         interactions.join(users, "user")
         .join(F.broadcast(tracks), "track")
-        .select("user", "track", "plays", "total_time", "max_time", "label", "user_idx", "track_idx")
+        .select("user", "track", "plays", "total_time", "max_time", "label", "starts", "user_idx", "track_idx")
     )
 
 
@@ -152,6 +173,7 @@ def run(spark: SparkSession, config: dict, input_uri: str, run_id: str, catalog_
         stats = spark.read.parquet(join(tmp, "interactions")).agg(
             F.count(F.lit(1)).alias("rows"),
             F.sum("label").alias("positives"),
+            F.sum("starts").alias("session_starts"),
             F.countDistinct("user").alias("users"),
         ).first()
         manifest = write_manifest(
@@ -170,6 +192,7 @@ def run(spark: SparkSession, config: dict, input_uri: str, run_id: str, catalog_
                 "events": event_count,
                 "row_count": int(stats["rows"]),
                 "positives": int(stats["positives"] or 0),
+                "session_starts": int(stats["session_starts"] or 0),
                 "users": int(stats["users"]),
                 "tracks": spark.read.parquet(join(tmp, "tracks")).count(),
                 "top_tracks": len(top),

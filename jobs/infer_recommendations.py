@@ -92,9 +92,12 @@ def score_users(user_items: DataFrame, model_bytes: bytes, k: int, exclude_consu
     return user_items.select("user", "items").mapInPandas(predict, OUTPUT_SCHEMA)
 
 
-def all_user_items(interactions: DataFrame, users: DataFrame) -> DataFrame:
-    """Every user of the run with their positive track_idx list (empty when they liked nothing)."""
-    liked = train_multidae.positives_by_user(interactions).select("user", "items")
+def all_user_items(interactions: DataFrame, users: DataFrame, session_starts: bool = False) -> DataFrame:
+    """Every user of the run with their positive track_idx list (empty when they liked nothing).
+
+    Positives are defined as the model was trained (``session_starts`` from its checkpoint).
+    """
+    liked = train_multidae.positives_by_user(interactions, session_starts).select("user", "items")
     return users.select("user").join(liked, "user", "left").select(
         "user", F.coalesce("items", F.array().cast("array<int>")).alias("items"))
 
@@ -107,7 +110,8 @@ def run(spark: SparkSession, config: Dict, model_version: Optional[str] = None, 
     run_id, run_uri = train_multidae.interactions_dir(storage, config, checkpoint["interactions_run"])
     version = version or model_version
 
-    user_items = all_user_items(spark.read.parquet(join(run_uri, "interactions")), spark.read.parquet(join(run_uri, "users")))
+    user_items = all_user_items(spark.read.parquet(join(run_uri, "interactions")), spark.read.parquet(join(run_uri, "users")),
+                                bool(checkpoint.get("session_starts", False)))
     recs = score_users(user_items, model_bytes, int(settings["top_k"]), bool(settings["exclude_consumed"]),
                        int(settings["batch_size"]), int(settings["torch_threads"])).drop("scores")
     top_json = storage.read_bytes(join(run_uri, "top_tracks.json"))

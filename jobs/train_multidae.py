@@ -48,10 +48,22 @@ CHECKPOINT_FORMAT = "botify-multidae/1"
 # ---- pure transforms (tested on tiny DataFrames) -------------------------------------------
 
 
-def positives_by_user(interactions: DataFrame) -> DataFrame:
-    """One row per user with at least one positive: user_idx, user, items (sorted track_idx list)."""
+def positives_by_user(interactions: DataFrame, session_starts: bool = False) -> DataFrame:
+    """One row per user with at least one positive: user_idx, user, items (sorted track_idx list).
+
+    A positive is ``label == 1`` (the seed's time rule) or, with
+    ``session_starts``, a track the user began a session with (the
+    interactions' ``starts``; runs extracted before that column existed fall
+    back to the label alone).
+    """
+    positive = F.col("label") == 1
+    if session_starts:
+        if "starts" in interactions.columns:
+            positive = positive | (F.col("starts") > 0)
+        else:
+            log.warning("interactions have no 'starts' column (extracted by an older version): positives are label == 1 only")
     return (
-        interactions.where(F.col("label") == 1)
+        interactions.where(positive)
         .groupBy("user_idx", "user")
         .agg(F.sort_array(F.collect_set(F.col("track_idx").cast("int"))).alias("items"))
     )
@@ -91,9 +103,9 @@ def fold_in_split(heldout: DataFrame, split: Dict) -> DataFrame:
     )
 
 
-def build_split(interactions: DataFrame, split: Dict) -> Tuple[DataFrame, DataFrame]:
+def build_split(interactions: DataFrame, split: Dict, session_starts: bool = False) -> Tuple[DataFrame, DataFrame]:
     """(train: user_idx, user, items) and (held-out: user_idx, user, role, fold_in, targets)."""
-    roles = assign_roles(positives_by_user(interactions), split)
+    roles = assign_roles(positives_by_user(interactions, session_starts), split)
     train = roles.where(F.col("role") == "train").select("user_idx", "user", "items")
     heldout = fold_in_split(roles.where(F.col("role") != "train"), split)
     return train, heldout
@@ -221,7 +233,8 @@ def run(spark: SparkSession, config: Dict, version: str, interactions_run: Optio
     model_config = MultiDAEConfig(n_items=n_items, dims=list(settings["dims"]), dropout=float(settings["dropout"]))
 
     interactions = spark.read.parquet(join(run_uri, "interactions"))
-    train, heldout = build_split(interactions, split)
+    session_starts = bool(settings["session_starts"])
+    train, heldout = build_split(interactions, split, session_starts)
     heldout = heldout.cache()
     validation, test = collect_heldout(heldout, "validation"), collect_heldout(heldout, "test")
     num_processes = int(dist_cfg["num_processes"])
@@ -265,7 +278,7 @@ def run(spark: SparkSession, config: Dict, version: str, interactions_run: Optio
     checkpoint = {
         "format": CHECKPOINT_FORMAT, "version": version, "model_config": model_config.to_dict(),
         "state_dict": state["model"], "item_index": torch.from_numpy(index),
-        "interactions_run": run_id, "split": dict(split),
+        "interactions_run": run_id, "split": dict(split), "session_starts": session_starts,
         "training": {k: settings[k] for k in ("epochs", "batch_size", "lr", "weight_decay", "seed")},
         "world_size": int((result or {}).get("world_size", num_processes)), "versions": library_versions(),
     }

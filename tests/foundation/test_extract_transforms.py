@@ -43,6 +43,23 @@ def test_label_uses_max_not_last(spark):
     assert by_pair(ex.aggregate_interactions(df, 0.8))[(1, 1)]["label"] == 1
 
 
+def test_session_starts_are_first_next_after_last(spark):
+    # user 1: two sessions (start 10, then start 12); the second begins in the same
+    # millisecond the first ended. user 2: a session with no closing `last` yet.
+    df = events(spark, [
+        ("next", 1, 1, 10, 0.0), ("next", 2, 1, 11, 0.9), ("last", 3, 1, 11, 0.9),
+        ("next", 3, 1, 12, 0.0), ("next", 4, 1, 10, 0.4), ("last", 5, 1, 10, 0.4),
+        ("next", 7, 2, 10, 0.0), ("next", 8, 2, 13, 0.5),
+    ])
+    starts = {(r["user"], r["timestamp"]): r["start"] for r in ex.mark_session_starts(df).collect()
+              if r["message"] == "next"}
+    assert starts == {(1, 1): 1, (1, 2): 0, (1, 3): 1, (1, 4): 0, (2, 7): 1, (2, 8): 0}
+    got = by_pair(ex.aggregate_interactions(df, 0.8))
+    assert {pair: row["starts"] for pair, row in got.items()} == {(1, 10): 1, (1, 11): 0, (1, 12): 1, (2, 10): 1, (2, 13): 0}
+    # The time label is untouched: a session's first track is logged with time 0.
+    assert got[(1, 12)]["label"] == 0 and got[(1, 11)]["label"] == 1
+
+
 def test_duplicates_count_once(spark):
     row = ("next", 5, 1, 1, 0.9)
     df = events(spark, [row, row, ("next", 6, 1, 1, 0.9)])

@@ -20,6 +20,18 @@ def test_positives_only(spark):
     assert got[1] == [0, 1, 2, 3, 4, 5] and all(99 not in v for v in got.values())
 
 
+def test_session_starts_count_as_positives_when_asked(spark):
+    df = spark.createDataFrame(
+        [(0, 100, 1, 1, 0), (0, 100, 2, 0, 2), (0, 100, 3, 0, 0), (1, 101, 4, 0, 1)],
+        "user_idx int, user long, track_idx int, label int, starts int")
+    seed_rule = {r["user_idx"]: r["items"] for r in positives_by_user(df).collect()}
+    with_starts = {r["user_idx"]: r["items"] for r in positives_by_user(df, session_starts=True).collect()}
+    assert seed_rule == {0: [1]}
+    assert with_starts == {0: [1, 2], 1: [4]}
+    # Interactions extracted before the column existed: the label alone, not an error.
+    assert {r["user_idx"]: r["items"] for r in positives_by_user(df.drop("starts"), session_starts=True).collect()} == {0: [1]}
+
+
 def test_split_roles_fold_in_and_targets(spark):
     df = interactions(spark)
     train, heldout = build_split(df, SPLIT)
