@@ -5,7 +5,7 @@
 Generates N events with sim.bulk_logs (kept in --workdir and reused when it
 already holds N events), runs the job's own ``run`` on a local[2] session and,
 in the same invocation, the same aggregation (parse, validate, dedupe,
-group by user-track, label, top tracks) in pandas. pandas must hold the whole
+session starts, group by user-track, label, top tracks) in pandas. pandas must hold the whole
 input in memory, so past --pandas-max events it runs on the first files only;
 the output says so. Prints one line: events/s of both and their ratio.
 """
@@ -50,7 +50,13 @@ def pandas_extract(paths, threshold: float, top_n: int):
     df["time"] = pd.to_numeric(df["time"], errors="coerce")
     ok = df["message"].isin(["next", "last"]) & df["user"].notna() & df["track"].notna() & df["time"].between(0, 1)
     df = df[ok].drop_duplicates(["message", "timestamp", "user", "track", "time"])
-    agg = df.groupby(["user", "track"]).agg(plays=("time", "size"), total_time=("time", "sum"), max_time=("time", "max"))
+    # Session starts as the job marks them: a `next` that is the user's first event, or first after a `last`.
+    df = df.assign(_is_last=(df["message"] == "last").astype(int))
+    df = df.sort_values(["user", "timestamp", "_is_last"], ascending=[True, True, False], kind="stable")
+    after_last = df.groupby("user")["_is_last"].shift(1).fillna(1) == 1
+    df["start"] = ((df["message"] == "next") & after_last).astype(int)
+    agg = df.groupby(["user", "track"]).agg(plays=("time", "size"), total_time=("time", "sum"), max_time=("time", "max"),
+                                            starts=("start", "sum"))
     agg["label"] = (agg["max_time"] > threshold).astype(int)
     pos = df[df["time"] > threshold].groupby("track").size().reset_index(name="n")
     top = pos.sort_values(["n", "track"], ascending=[False, True])["track"].head(top_n).tolist()
@@ -87,7 +93,9 @@ def main() -> int:
     pandas_s = time.perf_counter() - start
     same = ""
     if not subset:
-        same = f" same_rows={len(agg) == manifest['row_count']} same_top={top == json.load(open(os.path.join(workdir, 'interactions', 'bench', 'top_tracks.json')))}"
+        top_job = json.load(open(os.path.join(workdir, "interactions", "bench", "top_tracks.json")))
+        same = (f" same_rows={len(agg) == manifest['row_count']}"
+                f" same_starts={int(agg['starts'].sum()) == manifest['session_starts']} same_top={top == top_job}")
     spark_rate = manifest["lines"] / spark_s
     pandas_rate = pandas_events / pandas_s
     print(
