@@ -37,12 +37,12 @@ from sim.catalog import TrackCatalog, UserCatalog  # noqa: E402
 from sim.env import MusicEnv  # noqa: E402
 from sim.episodes import episode_rngs, play_episodes  # noqa: E402
 from sim.policies import Agent, RandomAgent, StickyArtistAgent  # noqa: E402
-from sim.settings import load_env_config, world_params  # noqa: E402
+from sim.settings import DEFAULT_CONFIG, load_env_config, world_params  # noqa: E402
 from sim.world import generate_world  # noqa: E402
 
 
 def default_world():
-    params, seed = world_params(load_env_config(None, []))
+    params, seed = world_params(load_env_config(DEFAULT_CONFIG, []))
     world = generate_world(params, seed)
     tracks = TrackCatalog(world.embeddings, [world.artist_names[a] for a in world.artist_of.tolist()], world.titles)
     return tracks, UserCatalog.from_records(world.users, n_tracks=tracks.size())

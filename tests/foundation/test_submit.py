@@ -101,7 +101,7 @@ def test_extract_interactions_local(event_root, spark):
     assert all(q["source"].endswith("part-00000.jsonl") for q in quarantined)
 
     # Independent check of the aggregation with plain Python on the same files.
-    pairs = {}
+    pairs, by_user = {}, {}
     for part in (event_root / "logs" / "train").glob("*.jsonl"):
         for line in part.read_text().splitlines():
             try:
@@ -111,9 +111,14 @@ def test_extract_interactions_local(event_root, spark):
             if not isinstance(e, dict) or not 0 <= e.get("time", -1) <= 1:
                 continue
             pairs.setdefault((e["user"], e["track"]), []).append(e["time"])
+            by_user.setdefault(e["user"], []).append((e["timestamp"], e["message"] != "last", e["message"]))
+    # A session starts with the user's first `next`, and with each `next` right after a `last`.
+    starts = sum(1 for events in by_user.values() for prev, cur in zip([None] + sorted(events), sorted(events))
+                 if cur[2] == "next" and (prev is None or prev[2] == "last"))
     table = spark.read.parquet(str(event_root / "interactions" / "local" / "interactions"))
     assert table.count() == manifest["row_count"] == len(pairs)
     assert table.where("label = 1").count() == sum(1 for t in pairs.values() if max(t) > 0.8)
+    assert starts > 0 and manifest["session_starts"] == starts == table.agg({"starts": "sum"}).first()[0]
     assert len(top) == 100
 
     # A re-run replaces the output (same rows, no duplicates), it does not append.
