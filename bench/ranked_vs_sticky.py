@@ -32,7 +32,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from common.experiments import assign  # noqa: E402
-from common.model import MultiDAE, MultiDAEConfig, multinomial_loss, pad_batch  # noqa: E402
+from common.model import MultiDAE, MultiDAEConfig, adam, multinomial_loss, pad_batch  # noqa: E402
 from sim.catalog import TrackCatalog, UserCatalog  # noqa: E402
 from sim.env import MusicEnv  # noqa: E402
 from sim.episodes import episode_rngs, play_episodes  # noqa: E402
@@ -84,7 +84,7 @@ def positives(best, starts, threshold: float, session_starts: bool) -> Dict[int,
 def train(pos: Dict[int, List[int]], n_items: int, epochs: int, batch: int, lr: float) -> MultiDAE:
     torch.manual_seed(98765)
     model = MultiDAE(MultiDAEConfig(n_items=n_items))
-    optimiser = torch.optim.Adam(model.parameters(), lr=lr)
+    optimiser = adam(model.parameters(), lr)
     users = list(pos)
     rng = np.random.default_rng(98765)
     model.train()

@@ -87,6 +87,13 @@ def multinomial_loss(logits: torch.Tensor, items: torch.Tensor, lengths: torch.T
     return -(picked * present).sum(dim=1).mean()
 
 
+def adam(parameters, lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
+    """Adam with the fused kernel: the same update, but one pass over the 30M parameters instead of a
+    dozen elementwise ops per tensor; on CPU that took the step from ~0.4 s to ~0.05 s (a third of a
+    training step became a tenth; README: MultiDAE)."""
+    return torch.optim.Adam(parameters, lr=lr, weight_decay=weight_decay, fused=True)
+
+
 def pad_batch(item_lists: Sequence[Sequence[int]], width: Optional[int] = None):
     """Padded ``int64 [batch, width]`` ids and ``lengths`` from ragged lists (padding id 0, weight 0)."""
     lengths = torch.tensor([len(x) for x in item_lists], dtype=torch.int64)

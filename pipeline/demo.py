@@ -32,7 +32,7 @@ log = logging.getLogger("demo")
 SCALES = {
     # name: world tracks, users, training sessions, A/B sessions, epochs
     "small": dict(tracks=2_000, users=400, train_sessions=2_000, ab_sessions=600, epochs=2),
-    "default": dict(tracks=50_000, users=10_000, train_sessions=36_000, ab_sessions=10_000, epochs=9),
+    "default": dict(tracks=50_000, users=10_000, train_sessions=40_000, ab_sessions=10_000, epochs=10),
     "seed": dict(tracks=50_000, users=10_000, train_sessions=1_300_000, ab_sessions=10_000, epochs=10),
 }
 
