@@ -6,10 +6,13 @@ exactly the same users, fold-ins and targets. Each model scores all items for a
 held-out user from their fold-in; fold-in items are never ranked; the figures
 are mean NDCG@100, Recall@20 and Recall@50 (Liang et al. 2018).
 
-- TopPop: item popularity among training users.
-- ALS: Spark MLlib ALS with implicit preferences, fit on training users plus
-  the held-out users' fold-in items (a factorisation needs the user's row),
-  scored as user factors x item factors.
+Every model learns from the same data, the split's ``train`` rows: all
+positives except the held-out users' targets.
+
+- TopPop: item popularity in the training rows.
+- ALS: Spark MLlib ALS with implicit preferences, scored as user factors x
+  item factors (the fold-ins are in its training rows, so every held-out
+  user has a factor).
 - EASE (Steck 2019): closed form over the training items, only when their
   count is at most ``evaluate.ease.max_items`` (it inverts an items x items matrix).
 - MultiDAE: the model version.
@@ -83,15 +86,12 @@ def ease_scorer(X: sparse.csr_matrix, lam: float, max_items: int) -> Optional[Sc
     return score
 
 
-def als_scorer(spark: SparkSession, train: DataFrame, heldout: DataFrame, role: str, n_items: int, settings: Dict,
+def als_scorer(spark: SparkSession, train: DataFrame, n_items: int, settings: Dict,
                heldout_users: np.ndarray) -> Scorer:
     from pyspark.ml.recommendation import ALS
 
-    ratings = (
-        train.select("user_idx", F.explode("items").alias("item"))
-        .unionByName(heldout.where(F.col("role") == role).select("user_idx", F.explode("fold_in").alias("item")))
-        .withColumn("rating", F.lit(1.0).cast("float"))
-    )
+    # train holds the held-out users' fold-ins too: ALS has a factor for every user it scores.
+    ratings = train.select("user_idx", F.explode("items").alias("item")).withColumn("rating", F.lit(1.0).cast("float"))
     als = ALS(implicitPrefs=True, rank=int(settings["rank"]), regParam=float(settings["reg_param"]),
               alpha=float(settings["alpha"]), maxIter=int(settings["max_iter"]), seed=int(settings["seed"]),
               userCol="user_idx", itemCol="item", ratingCol="rating", coldStartStrategy="drop")
@@ -154,7 +154,7 @@ def run(spark: SparkSession, config: Dict, model_version: Optional[str] = None, 
         started = time.perf_counter()
         scorer = scorers[name]
         if name == "ALS (implicit)":
-            scorer = als_scorer(spark, train, heldout, role, n_items, settings["als"], users["user_idx"])
+            scorer = als_scorer(spark, train, n_items, settings["als"], users["user_idx"])
         if scorer is None:
             notes[name] = f"skipped: more than evaluate.ease.max_items={settings['ease']['max_items']} training items"
             continue
