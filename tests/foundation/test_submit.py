@@ -11,6 +11,9 @@ import pytest
 
 from sim import bulk_logs
 
+# Every test here runs ./spark-submit.sh as a subprocess (a JVM start each) or a standalone cluster.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 SUBMIT = str(REPO / "spark-submit.sh")
 

@@ -9,8 +9,12 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from common.storage import FsspecStorage, join
 from tests.multidae.conftest import TINY, USERS, write_interactions_run
+
+pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 LOOPBACK = ["--conf", "spark.driver.host=127.0.0.1", "--conf", "spark.driver.bindAddress=127.0.0.1"]

@@ -13,6 +13,8 @@ from common.storage import FsspecStorage, join, local_path
 from jobs import evaluate_offline, infer_recommendations, train_multidae
 from tests.multidae.conftest import NO_POSITIVES_USER, RESUME_MARKER_LOSS, TRACK_ID_OFFSET, TRACKS, USERS, tiny_config
 
+pytestmark = pytest.mark.slow
+
 fs = FsspecStorage()
 
 
