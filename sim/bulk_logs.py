@@ -7,7 +7,8 @@ carries the experiments' treatments computed with the course's hashing. A
 session of *n* recommendations is *n + 1* events, as botify logs it:
 ``next`` events carry the track just played, its time and the next
 recommendation; the closing ``last`` event has ``recommendation: null``. The
-first track of a session is logged with time 0, as the course's client sends it.
+first track of a session is logged with ``--first-track-time`` (default 0.0, the
+simulator's default; the course's client sends 1.0: see docs/sim.md).
 
     python -m sim.bulk_logs --events 13000000 --out logs/bench --catalog-out world/tracks.jsonl
 """
@@ -79,6 +80,7 @@ def generate(
     world: Optional[str] = None,
     artists: Optional[int] = None,
     max_session_steps: int = 200,
+    first_track_time: float = 0.0,
 ) -> int:
     """Write ``events`` events in ``files`` JSON-lines files ``part-NNNNN.jsonl``; return the exact count written.
 
@@ -99,62 +101,80 @@ def generate(
                            separators=(",", ":"))
         for u in user_catalog.users
     }
+    writer = _FileWriter(env, agent, track_catalog, fragments, first_track_time)
     written = 0
     per_file = -(-events // files) if files > 0 else 0
-    clock = 1_700_000_000_000
-    root = np.random.SeedSequence(seed)
     bar = tqdm(total=events, unit="ev", unit_scale=True, disable=not progress, desc=f"bulk logs ({policy})")
-    for index, file_seq in enumerate(root.spawn(max(files, 0))):
+    for index, file_seq in enumerate(np.random.SeedSequence(seed).spawn(max(files, 0))):
         n = min(per_file, events - written)
         if n <= 0:
             break
-        generator = np.random.default_rng(file_seq)
+        written += writer.write(os.path.join(out_dir, f"part-{index:05d}.jsonl"), n,
+                                np.random.default_rng(file_seq), bar.update)
+    bar.close()
+    return written
+
+
+class _FileWriter:
+    """Plays sessions into one file after another; the clock runs on across files, as one botify's would."""
+
+    def __init__(self, env: MusicEnv, agent, track_catalog: TrackCatalog, fragments: Dict[int, str],
+                 first_track_time: float):
+        self.env, self.agent, self.track_catalog = env, agent, track_catalog
+        self.fragments = fragments
+        self.first_track_time = first_track_time
+        self.clock = 1_700_000_000_000
+
+    def write(self, path: str, n: int, generator: np.random.Generator, progress) -> int:
+        """Exactly ``n`` events into ``path`` (written to a temporary name, then renamed)."""
         gaps = generator.integers(1, 2000, size=n).tolist()
         latencies = np.round(generator.exponential(0.002, size=n), 6).tolist()
         rng = FastUniform(generator)
-        env.rng = rng
-        path = os.path.join(out_dir, f"part-{index:05d}.jsonl")
+        self.env.rng = rng
         tmp = path + ".tmp"
         count = 0
         with open(tmp, "w", encoding="utf-8") as fh:
-            chunk = []
+            chunk: list = []
             while count < n:
-                observation, _ = env.reset()
-                agent.start(env, rng)
-                session = env.session
-                fragment = fragments[observation["user"]]
-                user = observation["user"]
-                reward = 0.0
-                while True:
-                    track = observation["track"]
-                    clock += gaps[count]
-                    # The session's last event: budget spent, step guard hit, or this file is full.
-                    closing = session.finished or session.truncated or count == n - 1
-                    if closing:
-                        rec = "null"
-                    else:
-                        nxt = agent.recommend(observation, reward)
-                        rec = str(nxt)
-                    chunk.append(
-                        '{"message":"%s","timestamp":%d,"user":%d,"track":%d,"time":%.2f,"latency":%.6f,'
-                        '"recommendation":%s,"experiments":%s}\n'
-                        % ("last" if closing else "next", clock, user, track, reward, latencies[count], rec, fragment)
-                    )
-                    count += 1
-                    if closing:
-                        break
-                    reward = consume(session, nxt, track_catalog, rng, env.max_steps)
-                    observation = {"user": user, "track": nxt}
+                count = self._session(chunk, count, n, gaps, latencies, rng)
                 if len(chunk) >= CHUNK_EVENTS:
                     fh.write("".join(chunk))
-                    bar.update(len(chunk))
+                    progress(len(chunk))
                     chunk = []
             fh.write("".join(chunk))
-            bar.update(len(chunk))
+            progress(len(chunk))
         os.replace(tmp, path)
-        written += count
-    bar.close()
-    return written
+        return count
+
+    def _session(self, chunk: list, count: int, n: int, gaps: list, latencies: list, rng: FastUniform) -> int:
+        """Append one session's events to ``chunk``; return the file's event count after it."""
+        env, agent = self.env, self.agent
+        observation, _ = env.reset()
+        agent.start(env, rng)
+        session = env.session
+        fragment = self.fragments[observation["user"]]
+        user = observation["user"]
+        reward = self.first_track_time
+        while True:
+            track = observation["track"]
+            self.clock += gaps[count]
+            # The session's last event: budget spent, step guard hit, or this file is full.
+            closing = session.finished or session.truncated or count == n - 1
+            if closing:
+                rec = "null"
+            else:
+                nxt = agent.recommend(observation, reward)
+                rec = str(nxt)
+            chunk.append(
+                '{"message":"%s","timestamp":%d,"user":%d,"track":%d,"time":%.2f,"latency":%.6f,'
+                '"recommendation":%s,"experiments":%s}\n'
+                % ("last" if closing else "next", self.clock, user, track, reward, latencies[count], rec, fragment)
+            )
+            count += 1
+            if closing:
+                return count
+            reward = consume(session, nxt, self.track_catalog, rng, env.max_steps)
+            observation = {"user": user, "track": nxt}
 
 
 def parse_experiments(specs: Sequence[str]) -> Dict[str, int]:
@@ -179,6 +199,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--world", help="simulate this world directory (from `python -m sim generate`) instead")
     parser.add_argument("--experiment", action="append", default=[], metavar="NAME:SPLIT",
                         help="fill the experiments field, e.g. --experiment AB:2 (repeatable)")
+    parser.add_argument("--first-track-time", type=float, default=0.0,
+                        help="time logged for a session's first track (default 0.0; the course's client sends 1.0)")
     parser.add_argument("--catalog-out", help="also write the world's tracks catalog (JSON lines) here")
     args = parser.parse_args(argv)
     if args.catalog_out:
@@ -186,7 +208,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             parser.error("--catalog-out writes the generated world's catalog; with --world use its tracks.jsonl")
         write_catalog(args.catalog_out, args.tracks, args.artists, args.seed)
     n = generate(args.out, args.events, args.users, args.tracks, args.seed, args.files,
-                 parse_experiments(args.experiment), policy=args.policy, world=args.world, artists=args.artists)
+                 parse_experiments(args.experiment), policy=args.policy, world=args.world, artists=args.artists,
+                 first_track_time=args.first_track_time)
     print(json.dumps({"events": n, "out": args.out, "policy": args.policy}))
     return 0
 

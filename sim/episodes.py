@@ -35,11 +35,13 @@ def episode_rngs(seed: int, episode: int) -> Tuple[np.random.Generator, FastUnif
     return generator, FastUniform(generator)
 
 
-def play_episode(env: MusicEnv, agent: Agent, seed: int, episode: int) -> EpisodeStats:
+def play_episode(env: MusicEnv, agent: Agent, seed: int, episode: int, first_track_time: float = 0.0) -> EpisodeStats:
+    """One session. ``first_track_time`` is what the agent reports for the user's own first track
+    (sent to botify as that ``next`` request's ``time``); it is not part of the session's time."""
     env_rng, agent_rng = episode_rngs(seed, episode)
     observation, _ = env.reset(seed=env_rng)
     agent.start(env, agent_rng)
-    reward, total, steps = 0.0, 0.0, 0
+    reward, total, steps = first_track_time, 0.0, 0
     terminated = truncated = False
     while not (terminated or truncated):
         action = agent.recommend(observation, reward)
@@ -50,8 +52,9 @@ def play_episode(env: MusicEnv, agent: Agent, seed: int, episode: int) -> Episod
     return EpisodeStats(episode, observation["user"], round(total, 2), steps, truncated)
 
 
-def play_episodes(env: MusicEnv, agent: Agent, seed: int, episodes: Iterable[int]) -> List[EpisodeStats]:
-    return [play_episode(env, agent, seed, e) for e in episodes]
+def play_episodes(env: MusicEnv, agent: Agent, seed: int, episodes: Iterable[int],
+                  first_track_time: float = 0.0) -> List[EpisodeStats]:
+    return [play_episode(env, agent, seed, e, first_track_time) for e in episodes]
 
 
 def summarize(stats: List[EpisodeStats]) -> dict:

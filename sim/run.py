@@ -65,14 +65,23 @@ def one_blas_thread():
     return threadpool_limits(limits=1, user_api="blas")
 
 
+def first_track_time(config: dict) -> float:
+    """``run_config.first_track_time``: the time reported for a session's first track (0.0 here, 1.0 in the course)."""
+    value = config.get("run_config", {}).get("first_track_time", 0.0)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ConfigError(f"run_config.first_track_time must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
 def _init_worker(config: dict, recommender: str, seed: int) -> None:
     _worker["env"], _worker["agent"] = build(config, recommender)
     _worker["seed"] = seed
+    _worker["first_track_time"] = first_track_time(config)
     _worker["blas"] = one_blas_thread()  # held for the worker's life
 
 
 def _play_chunk(episodes: Sequence[int]) -> List[EpisodeStats]:
-    return play_episodes(_worker["env"], _worker["agent"], _worker["seed"], episodes)
+    return play_episodes(_worker["env"], _worker["agent"], _worker["seed"], episodes, _worker["first_track_time"])
 
 
 def run(config: dict, recommender: str, episodes: int, seed: int, processes: int = 1,
@@ -81,6 +90,7 @@ def run(config: dict, recommender: str, episodes: int, seed: int, processes: int
         raise ValueError(f"unknown recommender {recommender!r} (choose from {', '.join(RECOMMENDERS)})")
     if recommender == "console" and processes != 1:
         raise ValueError("the console recommender plays one session at a time: use --processes 1")
+    first_time = first_track_time(config)
     bar = tqdm(total=episodes, unit="session", disable=not progress, desc=f"sim {recommender}")
     stats: List[EpisodeStats] = []
     try:
@@ -89,7 +99,7 @@ def run(config: dict, recommender: str, episodes: int, seed: int, processes: int
             try:
                 with one_blas_thread():
                     for episode in range(episodes):
-                        stats.append(play_episode(env, agent, seed, episode))
+                        stats.append(play_episode(env, agent, seed, episode, first_time))
                         bar.update(1)
             finally:
                 agent.close()

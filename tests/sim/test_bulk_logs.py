@@ -111,3 +111,17 @@ def test_the_pipelines_event_reader_accepts_every_line(logs, spark):
     root, n = logs
     total, malformed = count_reasons(parse_lines(read_lines(spark, "file://" + str(root / "logs"))))
     assert total == n and malformed == {}
+
+
+def test_first_track_time_is_logged_as_asked(tmp_path):
+    """--first-track-time 1.0 writes the course client's value on every session's first event; nothing else moves."""
+    default = tmp_path / "default"
+    course = tmp_path / "course"
+    for out, first in ((default, 0.0), (course, 1.0)):
+        bulk_logs.generate(str(out), events=1500, users=100, tracks=400, seed=4, files=1, progress=False,
+                           first_track_time=first)
+    a, b = sessions_of(read_events(default)), sessions_of(read_events(course))
+    assert len(a) == len(b) > 10
+    for sa, sb in zip(a, b):
+        assert sa[0]["time"] == 0.0 and sb[0]["time"] == 1.0
+        assert [e["time"] for e in sa[1:]] == [e["time"] for e in sb[1:]]

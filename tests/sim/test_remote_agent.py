@@ -141,3 +141,23 @@ def test_standin_rejects_bad_bodies_with_4xx_json():
         response = conn.getresponse()
         assert response.status == 400 and "error" in json.loads(response.read())
         conn.close()
+
+
+def test_first_track_time_is_what_goes_on_the_wire(small_world):
+    """run_config.first_track_time = 1.0 reproduces the course's client: its first /next of a session says time 1.0,
+    and the session's own time (recommended tracks only) does not change with it."""
+    tracks, _ = small_world
+    sent = {}
+    for first in (0.0, 1.0):
+        env = make_env_from_world(small_world)
+        with StandInBotify(tracks.size(), seed=1) as server:
+            agent = agent_for(server, tracks.size())
+            stats = play_episodes(env, agent, seed=3, episodes=range(10), first_track_time=first)
+            agent.close()
+        firsts, i = [], 0
+        for s in stats:
+            firsts.append(server.requests[i][2]["time"])
+            i += s.steps + 1
+        sent[first] = (firsts, [s.time for s in stats])
+    assert set(sent[0.0][0]) == {0.0} and set(sent[1.0][0]) == {1.0}
+    assert sent[0.0][1] == sent[1.0][1]

@@ -71,3 +71,12 @@ def test_botify_sim_dispatches_subcommands(world_dir, capsys):
     assert "| toppop | 5 |" in capsys.readouterr().out
     assert sim_main(["fly"]) == 2
     assert "generate" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", [1.5, -0.1, "1", True])
+def test_first_track_time_must_be_a_number_in_the_unit_interval(value):
+    from common.config import ConfigError
+    from sim.run import first_track_time
+
+    with pytest.raises(ConfigError, match="first_track_time"):
+        first_track_time({"run_config": {"first_track_time": value}})
