@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import posixpath
+import re
 import uuid
 from pathlib import Path
 from typing import Iterator, List, Optional
@@ -204,6 +205,7 @@ def atomic_output(storage: Storage, final_uri: str) -> Iterator[str]:
     and the previous output is untouched.
     """
     parent, name = posixpath.split(final_uri.rstrip("/"))
+    sweep_leftovers(storage, final_uri)
     token = uuid.uuid4().hex[:12]
     tmp = join(parent, f"_tmp-{name}-{token}")
     try:
@@ -221,6 +223,29 @@ def atomic_output(storage: Storage, final_uri: str) -> Iterator[str]:
     if had_old:
         storage.delete(old)
     log.info("published %s", final_uri)
+
+
+def sweep_leftovers(storage: Storage, final_uri: str) -> None:
+    """Remove what a killed ``atomic_output`` of ``final_uri`` left beside it.
+
+    A kill while writing leaves ``_tmp-<name>-<token>``; a kill between the two
+    renames leaves the previous output as ``_old-<name>-<token>`` and no output:
+    that one is put back, since it is the last complete output. One writer per
+    output at a time is the contract (the daily run and botify-upload hold locks),
+    so anything of this name found here is dead.
+    """
+    parent, name = posixpath.split(final_uri.rstrip("/"))
+    leftover = re.compile(r"^_(tmp|old)-" + re.escape(name) + r"-[0-9a-f]{12}$")
+    found = [(m.group(1), uri) for uri in storage.list(parent)
+             if (m := leftover.match(posixpath.basename(uri.rstrip("/"))))]
+    olds = [uri for kind, uri in found if kind == "old"]
+    if olds and not storage.exists(final_uri):
+        log.warning("restoring %s from %s (an earlier run was killed while swapping it)", final_uri, olds[0])
+        storage.rename(olds.pop(0), final_uri)
+    for kind, uri in found:
+        if kind == "tmp" or uri in olds:
+            log.warning("removing %s left by an interrupted run", uri)
+            storage.delete(uri)
 
 
 def write_pointer(storage: Storage, pointer_uri: str, version: str) -> None:

@@ -5,7 +5,11 @@ while botify is writing:
 
 - only completed files are shipped: botify writes ``*.jsonl.open`` and renames
   a file to ``*.jsonl`` once it will never change again, so ``*.jsonl`` is the
-  whole selection and an open file is never read;
+  default selection and an open file is never read. ``--pattern`` selects other
+  names, e.g. ``--pattern 'data.json*'`` for the course botify's ``data.json``
+  and its rotated ``data.json.N`` (stop that botify first: its live file has no
+  "still open" mark). Other files in the folder are named in a warning (``--strict``:
+  exit 3), so a wrong pattern never passes as "uploaded 0 files";
 - each file is copied to a hidden temporary name in the dataset (``_tmp-…``,
   skipped by Spark readers), its size checked, then renamed into place, so a
   reader or a crashed upload never leaves a half file under a real name;
@@ -27,6 +31,7 @@ import argparse
 import contextlib
 import errno
 import fcntl
+import fnmatch
 import json
 import logging
 import os
@@ -34,7 +39,7 @@ import posixpath
 import re
 import sys
 import uuid
-from typing import Dict, Iterator, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import fsspec.core
 from tqdm import tqdm
@@ -50,6 +55,8 @@ LOCK_NAME = ".botify-upload.lock"
 TMP_PREFIX = "_tmp-"
 CHUNK = 1 << 20
 EXIT_CONFLICT = 1
+EXIT_UNSHIPPED = 3  # --strict: the folder holds files no pattern selects
+OPEN_SUFFIX = DONE_SUFFIX + ".open"
 EXIT_LOCKED = 75  # EX_TEMPFAIL: cron may simply try again next time
 _DATASET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -58,14 +65,21 @@ class UploadLocked(RuntimeError):
     """Another upload holds the log directory's lock."""
 
 
-def completed_files(log_dir: str) -> List[str]:
-    """Names of the completed log files in ``log_dir``, sorted (regular files ending in ``.jsonl``)."""
-    names = []
+def list_files(log_dir: str, patterns: Sequence[str] = ("*" + DONE_SUFFIX,)) -> Tuple[List[str], List[str]]:
+    """(names to ship, names left behind) among the regular files of ``log_dir``, both sorted.
+
+    Shipped: a name matching one of ``patterns`` that is not hidden (``.``/``_``)
+    and not botify's still-open ``*.jsonl.open``. Left behind: every other
+    regular, non-hidden file except the open ones (those are expected).
+    """
+    ship, left = [], []
     with os.scandir(log_dir) as entries:
         for entry in entries:
-            if entry.name.endswith(DONE_SUFFIX) and not entry.name.startswith((".", "_")) and entry.is_file(follow_symlinks=False):
-                names.append(entry.name)
-    return sorted(names)
+            name = entry.name
+            if name.startswith((".", "_")) or name.endswith(OPEN_SUFFIX) or not entry.is_file(follow_symlinks=False):
+                continue
+            (ship if any(fnmatch.fnmatchcase(name, p) for p in patterns) else left).append(name)
+    return sorted(ship), sorted(left)
 
 
 @contextlib.contextmanager
@@ -122,7 +136,7 @@ def _publish_one(fs, src: str, dir_path: str, name: str, bar) -> int:
 
 
 def upload(log_dir: str, dest_uri: str, cleanup: bool = False, progress: Optional[bool] = None,
-           dry_run: bool = False) -> dict:
+           dry_run: bool = False, patterns: Sequence[str] = ("*" + DONE_SUFFIX,)) -> dict:
     """Upload the completed files of ``log_dir`` into the dataset ``dest_uri``; return a summary.
 
     ``progress=None`` shows the bar only on a terminal (quiet under cron).
@@ -132,8 +146,11 @@ def upload(log_dir: str, dest_uri: str, cleanup: bool = False, progress: Optiona
     storage = FsspecStorage()
     fs, dest_path = fsspec.core.url_to_fs(dest_uri)
     with directory_lock(log_dir):
-        names = completed_files(log_dir)
-        open_files = sum(1 for n in os.listdir(log_dir) if n.endswith(DONE_SUFFIX + ".open"))
+        names, left_behind = list_files(log_dir, patterns)
+        open_files = sum(1 for n in os.listdir(log_dir) if n.endswith(OPEN_SUFFIX))
+        if left_behind:
+            log.warning("%s: %d files match none of the patterns %s and are not uploaded: %s%s", log_dir,
+                        len(left_behind), list(patterns), ", ".join(left_behind[:10]), " ..." if len(left_behind) > 10 else "")
         existing = {} if cleanup else remote_sizes(fs, dest_path)
         todo, skipped, conflicts = [], [], []
         for name in names:
@@ -152,7 +169,7 @@ def upload(log_dir: str, dest_uri: str, cleanup: bool = False, progress: Optiona
                       c["file"], dest_uri, c["remote_bytes"], c["local_bytes"])
         summary = {
             "dataset": dest_uri, "mode": "cleanup" if cleanup else "incremental", "dry_run": dry_run,
-            "completed_files": len(names), "open_files_ignored": open_files,
+            "completed_files": len(names), "open_files_ignored": open_files, "not_shipped": left_behind,
             "uploaded": [], "bytes": 0, "skipped": len(skipped), "vanished": [], "conflicts": conflicts,
         }
         if dry_run:
@@ -204,6 +221,11 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--log-dir", help="botify's log directory (default: ab.upload.log_dir)")
     parser.add_argument("--cleanup", action="store_true", help="replace the dataset with exactly the completed files here")
     parser.add_argument("--dry-run", action="store_true", help="only say what would be uploaded")
+    parser.add_argument("--pattern", action="append", metavar="GLOB",
+                        help="file names to ship (repeatable; default: ab.upload.patterns, botify's '*.jsonl'); "
+                             "the course botify's logs: --pattern 'data.json*'")
+    parser.add_argument("--strict", action="store_true",
+                        help=f"exit {EXIT_UNSHIPPED} when the folder holds files that no pattern selects")
     bar = parser.add_mutually_exclusive_group()
     bar.add_argument("--progress", dest="progress", action="store_true", default=None, help="always show the progress bar")
     bar.add_argument("--no-progress", dest="progress", action="store_false", help="never show the progress bar")
@@ -223,15 +245,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     log_dir = args.log_dir or str(settings["log_dir"])
     dest_uri = resolve(config, join("logs", dataset))
     try:
-        summary = upload(log_dir, dest_uri, cleanup=args.cleanup, progress=args.progress, dry_run=args.dry_run)
+        patterns = args.pattern or [str(p) for p in settings.get("patterns", ["*" + DONE_SUFFIX])]
+        summary = upload(log_dir, dest_uri, cleanup=args.cleanup, progress=args.progress, dry_run=args.dry_run,
+                         patterns=patterns)
     except UploadLocked as exc:
         log.warning("%s; nothing done", exc)
         return EXIT_LOCKED
     except FileNotFoundError as exc:
         print(f"botify-upload: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps({**summary, "uploaded": len(summary["uploaded"])}))
-    return EXIT_CONFLICT if summary["conflicts"] else 0
+    print(json.dumps({**summary, "uploaded": len(summary["uploaded"]), "not_shipped": len(summary["not_shipped"])}))
+    if summary["conflicts"]:
+        return EXIT_CONFLICT
+    return EXIT_UNSHIPPED if args.strict and summary["not_shipped"] else 0
 
 
 if __name__ == "__main__":

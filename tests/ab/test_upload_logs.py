@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 import fsspec
+import pytest
 
 from pipeline import upload_logs
 
@@ -167,3 +168,95 @@ def test_safe_while_botify_writes(tmp_path, warehouse):
         data = (ds / name).read_bytes()
         assert data == (logs / name).read_bytes()
         assert len(data.decode().splitlines()) == 200
+
+
+def course_session(user, treatment, start, tracks, times):
+    """One session as the course's client and botify log it: the first /next says time 1.0, then the times of the
+    recommended tracks; the closing /last reports 0.25 for the last one."""
+    events = [{"message": "next", "timestamp": start + i, "user": user, "track": t, "time": tm, "latency": 0.001,
+               "recommendation": tracks[i + 1] if i + 1 < len(tracks) else 99, "experiments": {"AB": treatment}}
+              for i, (t, tm) in enumerate(zip(tracks, [1.0] + times))]
+    events.append({"message": "last", "timestamp": start + len(tracks), "user": user, "track": 99, "time": 0.25,
+                   "latency": 0.001, "recommendation": None, "experiments": {"AB": treatment}})
+    return "".join(json.dumps(e) + "\n" for e in events)
+
+
+def course_log_dir(tmp_path):
+    logs = tmp_path / "course"
+    logs.mkdir()
+    # users 2 and 4 are in C, 0 and 1 in T1 (the course's hashing of experiment AB)
+    (logs / "data.json").write_text(course_session(0, "T1", 1000, [5, 6, 7], [1.0, 0.5])
+                                    + course_session(1, "T1", 2000, [5, 6, 7, 8], [0.25, 0.5, 1.0]))
+    (logs / "data.json.1").write_text(course_session(2, "C", 3000, [5, 6], [0.5])
+                                      + course_session(4, "C", 4000, [7, 8, 9], [0.5, 0.75]))
+    return logs
+
+
+def test_course_botify_log_names_ship_with_a_pattern_and_are_warned_about_without(tmp_path, warehouse, capsys, caplog):
+    logs = course_log_dir(tmp_path)
+    assert run_upload(warehouse, logs) == 0  # botify's default pattern selects nothing here...
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (summary["uploaded"], summary["not_shipped"]) == (0, 2)
+    assert "data.json, data.json.1" in caplog.text  # ...and says which files it left behind
+    assert run_upload(warehouse, logs, "--strict") == upload_logs.EXIT_UNSHIPPED
+    capsys.readouterr()
+
+    assert run_upload(warehouse, logs, "--pattern", "data.json*", "--strict") == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (summary["uploaded"], summary["not_shipped"]) == (2, 0)
+    ds = dataset_dir(warehouse)
+    assert sorted(os.listdir(ds)) == ["data.json", "data.json.1"]
+    assert (ds / "data.json.1").read_bytes() == (logs / "data.json.1").read_bytes()  # shipped unchanged
+
+
+@pytest.mark.slow
+def test_course_logs_with_first_track_time_one_are_analysed_as_logged(tmp_path, warehouse, capsys):
+    """analyze_ab reads the course's files as shipped; session time sums every logged time, the first track's 1.0
+    included (the course notebook's metric), hand-computed: C (1.75, 2.5), T1 (2.75, 3.0)."""
+    import pandas as pd
+
+    from jobs import analyze_ab
+
+    assert run_upload(warehouse, course_log_dir(tmp_path), "--pattern", "data.json*") == 0
+    assert analyze_ab.main(["--set", f"storage.root={warehouse}", "--run", "course"]) == 0
+    run_dir = Path(warehouse[len("file://"):]) / "ab" / "AB" / "course"
+    effects = pd.read_csv(run_dir / "effects.csv").set_index("metric")
+    assert effects.loc["mean_session_time", "control_mean"] == pytest.approx((1.75 + 2.5) / 2)
+    assert effects.loc["mean_session_time", "treatment_mean"] == pytest.approx((2.75 + 3.0) / 2)
+    assert effects.loc["mean_session_length", "control_mean"] == pytest.approx((3 + 4) / 2)
+    manifest = json.loads((run_dir / "_MANIFEST.json").read_text())
+    assert manifest["malformed"] == {} and manifest["users_per_treatment"] == {"C": 2, "T1": 2}
+
+
+def test_a_cleanup_killed_midway_is_swept_by_the_next_run(tmp_path, warehouse):
+    """A real SIGKILL while `botify-upload --cleanup` copies: the dataset it was replacing stays whole, and the
+    next run removes the hidden temporary dataset the killed one left under logs/."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    logs = tmp_path / "botify"
+    logs.mkdir()
+    for i in range(3000):
+        (logs / f"events-{i:05d}.jsonl").write_text("x" * 2048 + "\n")
+    parent = dataset_dir(warehouse).parent
+    assert run_upload(warehouse, logs) == 0  # the dataset the killed cleanup was replacing
+    before = sorted(os.listdir(dataset_dir(warehouse)))
+    leftovers = []
+    for _ in range(3):  # the kill must land while the copy runs; 3,000 files take seconds, polling takes ms
+        proc = subprocess.Popen([sys.executable, "-m", "pipeline.upload_logs", "--set", f"storage.root={warehouse}",
+                                 "--log-dir", str(logs), "--no-progress", "--cleanup"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        while proc.poll() is None and not leftovers:
+            leftovers = [n for n in os.listdir(parent) if n.startswith("_tmp-ab-")]
+            time.sleep(0.002)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        if leftovers:
+            break
+    assert leftovers, "the kill never landed during the copy"
+    assert sorted(os.listdir(dataset_dir(warehouse))) == before
+    assert run_upload(warehouse, logs, "--cleanup") == 0
+    assert sorted(os.listdir(parent)) == ["ab"]
+    assert sorted(os.listdir(dataset_dir(warehouse))) == sorted(before + ["_SUCCESS"])
