@@ -5,7 +5,7 @@ from setuptools import setup
 REQUIREMENTS = [
     line.strip()
     for line in Path(__file__).with_name("requirements.txt").read_text().splitlines()
-    if line.strip() and not line.startswith("#") and not line.startswith(("pytest", "venv-pack"))
+    if line.strip() and not line.startswith("#") and not line.startswith(("pytest", "hypothesis", "venv-pack"))
 ]
 
 setup(
@@ -15,7 +15,8 @@ setup(
     python_requires=">=3.11,<3.12",
     packages=["common", "jobs", "botify", "sim", "pipeline"],
     install_requires=REQUIREMENTS,
-    extras_require={"test": ["pytest==8.3.4", "pytest-timeout==2.3.1"], "pack": ["venv-pack==0.2.0"]},
+    extras_require={"test": ["pytest==8.3.4", "pytest-timeout==2.3.1", "hypothesis==6.170.17"],
+                    "pack": ["venv-pack==0.2.0"]},
     entry_points={
         "console_scripts": [
             "botify-job=jobs.launch:main",

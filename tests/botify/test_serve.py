@@ -1,14 +1,11 @@
-"""`botify serve` end to end: gunicorn workers, a private redis-server, keep-alive clients,
+"""`botify serve` end to end: gunicorn (gevent) workers, a private redis-server, keep-alive clients,
 log rotation across workers, graceful shutdown, and the event log read back by the jobs' parser."""
-import os
 import re
 import signal
 import socket
 import subprocess
 import sys
 import threading
-import time
-from pathlib import Path
 
 import requests
 
@@ -16,28 +13,12 @@ from common.event_log import count_reasons, parse_lines, read_lines
 from common.experiments import assign
 from common.redis_server import free_port
 from tests.botify.conftest import TOKEN, v1_list
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def wait_until_up(base, proc, timeout_s=60.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"botify serve exited with {proc.returncode}")
-        try:
-            if requests.get(base + "/", timeout=1).ok:
-                return
-        except requests.RequestException:
-            time.sleep(0.2)
-    raise AssertionError("botify serve did not come up")
+from tests.botify.served import serve_env, wait_until_up
 
 
 def test_serve_gunicorn_rotation_shutdown_and_log_contract(world, tmp_path, spark):
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL" and not k.startswith("BOTIFY_")}
-    env.update(BOTIFY_ADMIN_TOKEN=TOKEN, BOTIFY_STORAGE_ROOT=world, BOTIFY_EXPERIMENTS="AB,BASELINE",
-               PYTHONPATH=str(REPO))
+    env = serve_env(world)
     stderr_path = tmp_path / "serve.log"
     with open(stderr_path, "wb") as stderr:
         proc = subprocess.Popen(
@@ -62,7 +43,7 @@ def test_serve_gunicorn_rotation_shutdown_and_log_contract(world, tmp_path, spar
         lock = threading.Lock()
 
         def client(users):
-            with requests.Session() as s:  # keep-alive through gunicorn's gthread workers
+            with requests.Session() as s:  # keep-alive through gunicorn's workers
                 for user in users:
                     for _ in range(5):
                         resp = s.post(f"{base}/next/{user}", json={"track": 7, "time": 0.5}, timeout=10)

@@ -1,0 +1,53 @@
+"""`botify serve` as a real process (gunicorn workers, a private redis-server) for end-to-end tests."""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from common.redis_server import free_port
+from tests.botify.conftest import TOKEN
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def serve_env(storage_root: str, experiments: str = "AB,BASELINE") -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL" and not k.startswith("BOTIFY_")}
+    env.update(BOTIFY_ADMIN_TOKEN=TOKEN, BOTIFY_STORAGE_ROOT=storage_root, BOTIFY_EXPERIMENTS=experiments,
+               PYTHONPATH=str(REPO))
+    return env
+
+
+def wait_until_up(base: str, proc: subprocess.Popen, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"botify serve exited with {proc.returncode}")
+        try:
+            if requests.get(base + "/", timeout=1).ok:
+                return
+        except requests.RequestException:
+            time.sleep(0.2)
+    raise AssertionError("botify serve did not come up")
+
+
+@contextlib.contextmanager
+def botify_serve(storage_root: str, workdir: Path, *args: str):
+    """Yield ``(base URL, process)`` of ``botify serve`` run in ``workdir``; SIGTERM it afterwards."""
+    port = free_port()
+    with open(workdir / "serve.log", "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "botify", "serve", "--port", str(port), *args],
+                                cwd=workdir, env=serve_env(storage_root), stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(base, proc)
+        yield base, proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
