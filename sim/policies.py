@@ -1,15 +1,21 @@
-"""In-process recommendation policies for calibration and bulk logs (botify has its own; we don't import it).
+"""In-process recommendation policies for calibration and bulk logs.
+
+botify is not imported (a simulator stands apart from the service it tests);
+TopPop and StickyArtist share botify's choice rules through ``common.recommenders``
+over an in-memory ``TrackSource`` instead of botify's Redis one.
 
 Every agent — these and the remote one — has the same three calls per session:
 ``start(env, rng)`` after ``env.reset``, ``recommend(observation, reward) -> track``
 before each step, and ``finish(observation, reward)`` when the session ends.
 
 * ``random``: a uniformly random catalog track.
-* ``toppop``: a uniformly random track among the ``n`` most popular, popularity
-  being how many users hold a track among their interests (what logs of first
-  tracks show); the course's TopPop baseline.
-* ``sticky``: a random track by the artist of the last played track (the
-  course's StickyArtist).
+* ``toppop``: botify's TopPop rule: a uniformly random track among the ``n``
+  first of a popular list, Random when the list is empty. The list is the one
+  given (e.g. the ``top_tracks.json`` botify serves, so both pick from the same
+  tracks), else the world's ranking by how many users hold a track among their
+  interests (the simulator's stand-in for a pipeline's top list).
+* ``sticky``: botify's StickyArtist rule: a random track by the artist of the
+  last played track.
 * ``oracle``: the unplayed track nearest to the session embedding — it reads
   the user's hidden state, so it is an upper reference, not a recommender.
 """
@@ -20,6 +26,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from common import recommenders as rules
 from sim.catalog import TrackCatalog, UserCatalog
 
 
@@ -41,6 +48,25 @@ class Agent:
         pass
 
 
+class MemoryTracks:
+    """The simulator's ``common.recommenders.TrackSource``: the world's catalog and a popular list."""
+
+    def __init__(self, tracks: TrackCatalog, top: Optional[List[int]], rng):
+        self.tracks, self.top, self.rng = tracks, top, rng
+
+    def random_track(self) -> Optional[int]:
+        size = self.tracks.size()
+        return self.rng.below(size) if size else None
+
+    def top_tracks(self) -> Optional[List[int]]:
+        return self.top
+
+    def artist_tracks(self, track: int) -> Optional[List[int]]:
+        if not 0 <= track < self.tracks.size():
+            return None
+        return self.tracks.tracks_by_artist[self.tracks.artist_list[track]]
+
+
 class RandomAgent(Agent):
     name = "random"
 
@@ -56,22 +82,27 @@ def popular_tracks(users: UserCatalog, n: int = 100) -> List[int]:
 class TopPopAgent(Agent):
     name = "toppop"
 
-    def __init__(self, top_tracks: List[int]):
-        if not top_tracks:
-            raise ValueError("TopPop needs a non-empty list of popular tracks")
-        self.top = list(top_tracks)
+    def __init__(self, top_tracks: Optional[List[int]], top_k: int = 100):
+        self.top = list(top_tracks or ()) or None
+        self.top_k = top_k
+
+    def start(self, env, rng):
+        super().start(env, rng)
+        self.source = MemoryTracks(env.tracks, self.top, rng)
 
     def recommend(self, observation, reward):
-        return self.top[self.rng.below(len(self.top))]
+        return rules.top_pop(self.source, self.rng.below, self.top_k)
 
 
 class StickyArtistAgent(Agent):
     name = "sticky"
 
+    def start(self, env, rng):
+        super().start(env, rng)
+        self.source = MemoryTracks(env.tracks, None, rng)
+
     def recommend(self, observation, reward):
-        tracks = self.env.tracks
-        same = tracks.tracks_by_artist[tracks.artist_list[observation["track"]]]
-        return same[self.rng.below(len(same))]
+        return rules.sticky_artist(self.source, self.rng.below, observation["track"])
 
 
 class OracleAgent(Agent):
@@ -100,13 +131,17 @@ class OracleAgent(Agent):
 IN_PROCESS = ("random", "toppop", "sticky", "oracle")
 
 
-def make_agent(name: str, users: Optional[UserCatalog] = None, top_n: int = 100) -> Agent:
+def make_agent(name: str, users: Optional[UserCatalog] = None, top_n: int = 100,
+               top_tracks: Optional[List[int]] = None) -> Agent:
+    """``top_tracks``: toppop's popular list (default: the world's, from ``users``)."""
     if name == "random":
         return RandomAgent()
     if name == "toppop":
-        if users is None:
-            raise ValueError("toppop needs the user catalog to rank popular tracks")
-        return TopPopAgent(popular_tracks(users, top_n))
+        if top_tracks is None:
+            if users is None:
+                raise ValueError("toppop needs a popular list or the user catalog to rank one")
+            top_tracks = popular_tracks(users, top_n)
+        return TopPopAgent(top_tracks, top_n)
     if name == "sticky":
         return StickyArtistAgent()
     if name == "oracle":

@@ -6,13 +6,18 @@ import logging
 import random
 from typing import Dict, List, Optional, Set
 
+from common import recommenders as rules
+
 from botify.store import Store
 
 log = logging.getLogger(__name__)
 
 
 class View:
-    """Reads against namespace ``ns``; each read raises ``NamespaceGone`` if a reload removed it."""
+    """Reads against namespace ``ns``; each read raises ``NamespaceGone`` if a reload removed it.
+
+    It is the Redis ``common.recommenders.TrackSource`` the shared choice rules read.
+    """
 
     def __init__(self, store: Store, ns: str, top_cache: Dict[str, Optional[List[int]]]):
         self.store = store
@@ -64,15 +69,11 @@ class Recommender:
     def recommend(self, view: View, user: int, prev_track: int, prev_time: float) -> int:
         raise NotImplementedError
 
+    def pick(self, n: int) -> int:
+        return self.rng.randrange(n)
+
     def random_track(self, view: View) -> int:
-        track = view.random_track()
-        if track is None:
-            raise LookupError("the active namespace has no tracks")
-        return track
+        return rules.random_track(view)
 
     def popular(self, view: View, exclude: Set[int] = frozenset()) -> Optional[int]:
-        top = view.top_tracks()
-        if not top:
-            return None
-        pool = [t for t in top[: self.top_k] if t not in exclude]
-        return self.rng.choice(pool) if pool else None
+        return rules.popular(view, self.pick, self.top_k, exclude)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from common import recommenders as rules
+
 from botify.recommenders.base import Recommender, View
 
 
@@ -11,6 +13,5 @@ class Indexed(Recommender):
     def recommend(self, view: View, user: int, prev_track: int, prev_time: float) -> int:
         tracks = view.user_list(user)
         if tracks:
-            return self.rng.choice(tracks)
-        track = self.popular(view)
-        return self.random_track(view) if track is None else track
+            return tracks[self.pick(len(tracks))]
+        return rules.top_pop(view, self.pick, self.top_k)

@@ -1,13 +1,14 @@
 from __future__ import annotations
 
+from common import recommenders as rules
+
 from botify.recommenders.base import Recommender, View
 
 
 class StickyArtist(Recommender):
-    """A random track by the artist of the track just played; Random when that track is unknown."""
+    """A random track by the artist of the track just played; Random when that track is unknown (common.recommenders)."""
 
     name = "StickyArtist"
 
     def recommend(self, view: View, user: int, prev_track: int, prev_time: float) -> int:
-        tracks = view.artist_tracks(prev_track)
-        return self.rng.choice(tracks) if tracks else self.random_track(view)
+        return rules.sticky_artist(view, self.pick, prev_track)

@@ -1,10 +1,22 @@
-"""Each recommender over real HTTP against a real Redis."""
+"""Each recommender over real HTTP against a real Redis; the simulator's policies share botify's rules."""
 import logging
+import random
 
+import numpy as np
+import pytest
 import redis
 import requests
 
-from tests.botify.conftest import TOP, TRACKS, next_track, v1_list
+from botify.recommenders import View
+from botify.recommenders.sticky_artist import StickyArtist
+from botify.recommenders.top_pop import TopPop
+from botify.service import load_or_keep
+from botify.store import Store
+from sim.catalog import TrackCatalog, UserCatalog
+from sim.env import MusicEnv
+from sim.policies import make_agent
+from tests.botify.conftest import TOP, TRACKS, make_config, next_track, v1_list
+from tests.botify.warehouse import write_recommendations
 
 
 def test_ranked_walks_the_list_best_first_without_repeats_then_top_then_resets_at_last(serve, redis_url):
@@ -78,3 +90,54 @@ def test_top_pop_before_any_model_uses_the_latest_interactions_run(serve, world)
     write_pointer(storage, join(world, "interactions", "LATEST"), "run-1")
     base, _ = serve("TopPop")
     assert {next_track(base, 1) for _ in range(30)} == {11, 12, 13}
+
+
+class ScriptedPicks:
+    """The same uniform index stream for botify (``randrange``) and the simulator (``below``)."""
+
+    def __init__(self, seed: int):
+        self.rng = random.Random(seed)
+
+    def below(self, n: int) -> int:
+        return int(self.rng.random() * n)
+
+    randrange = below
+
+
+def _sim_world():
+    """The botify test catalog as a simulator world: same track ids, same artists (artist = track % 30)."""
+    embeddings = np.random.default_rng(0).normal(size=(TRACKS, 4))
+    tracks = TrackCatalog(embeddings, [f"artist-{t % 30}" for t in range(TRACKS)], [f"song {t}" for t in range(TRACKS)])
+    users = UserCatalog.from_records([{"user": 0, "interests": [0]}], n_tracks=TRACKS)
+    return MusicEnv(tracks, users)
+
+
+@pytest.mark.parametrize("botify_cls,sim_name,prev_tracks,top", [
+    (TopPop, "toppop", [1] * 200, TOP),
+    (TopPop, "toppop", [1] * 50, []),  # no popular list: both fall back to Random
+    (StickyArtist, "sticky", [t % TRACKS for t in range(0, 2000, 7)], TOP),
+])
+def test_sim_policies_pick_what_botify_picks_on_the_same_data(world, redis_url, tmp_path,
+                                                              botify_cls, sim_name, prev_tracks, top):
+    if not top:
+        write_recommendations(world, "v1", {u: v1_list(u) for u in range(20)}, top)
+    config = make_config(world, redis_url, tmp_path / "logs")
+    store = Store.from_config(config)
+    load_or_keep(config, store)
+    view = View(store, store.active(), {})
+    botify = botify_cls(config["recommenders"] | {"top_k": 10}, rng=ScriptedPicks(3))
+    # botify's Random fallback draws from Redis (SRANDMEMBER); the simulator's from its own stream.
+    botify_picks = [botify.recommend(view, 0, t, 1.0) for t in prev_tracks]
+
+    env = _sim_world()
+    agent = make_agent(sim_name, top_n=10, top_tracks=top)
+    agent.start(env, ScriptedPicks(3))
+    sim_picks = [agent.recommend({"user": 0, "track": t}, 1.0) for t in prev_tracks]
+    if top or sim_name == "sticky":
+        assert sim_picks == botify_picks
+        assert len(set(sim_picks)) > 5
+    else:
+        assert set(sim_picks) | set(botify_picks) <= set(range(TRACKS))
+        assert len(set(sim_picks)) > 10 and len(set(botify_picks)) > 10
+    if sim_name == "toppop" and top:
+        assert set(sim_picks) <= set(TOP[:10])
