@@ -29,6 +29,9 @@ class Catalog:
     def __len__(self) -> int:
         return len(self.tracks)
 
+    def __contains__(self, track: int) -> bool:
+        return track in self.tracks
+
     def random_track(self, rng: Optional[random.Random] = None) -> int:
         return (rng or random).choice(self.ids)
 

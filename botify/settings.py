@@ -27,6 +27,8 @@ ENV_KEYS = {
 }
 
 RECOMMENDER_NAMES = ("Random", "TopPop", "StickyArtist", "Indexed", "Ranked")
+# gevent first: one greenlet per connection, so slow clients cannot hold every worker thread
+WORKER_CLASSES = ("gevent", "gthread", "sync")
 
 
 def env_overrides(env: Mapping[str, str]) -> list:
@@ -90,6 +92,9 @@ def validate(config: dict) -> None:
         value = config["server"][key]
         if not isinstance(value, int) or isinstance(value, bool) or value < (0 if key == "port" else 1):
             raise ConfigError(f"server.{key} must be a positive integer, got {value!r}")
+    if config["server"]["worker_class"] not in WORKER_CLASSES:
+        raise ConfigError(f"server.worker_class must be one of {', '.join(WORKER_CLASSES)}, "
+                          f"got {config['server']['worker_class']!r}")
     for key in ("top_k", "history_ttl_s"):
         if int(config["recommenders"][key]) <= 0:
             raise ConfigError(f"recommenders.{key} must be positive")

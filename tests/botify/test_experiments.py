@@ -61,6 +61,7 @@ def test_env_switches_experiments_and_redis_without_code_changes():
     (["experiments.AB.split=3"], "must map exactly"),
     (["active_experiments=[]"], "non-empty"),
     (["server.port=abc"], "server.port"),
+    (["server.worker_class=eventlet"], "server.worker_class must be one of gevent, gthread, sync"),
 ])
 def test_bad_experiment_config_is_rejected_at_startup(overrides, message):
     with pytest.raises(ConfigError, match=message):

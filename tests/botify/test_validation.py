@@ -1,11 +1,18 @@
-"""The bad-input matrix: every malformed request is a 4xx with a JSON error, and only good requests are logged."""
+"""The bad-input matrix: every malformed request is a 4xx with a JSON error, and only good requests are logged.
+
+Routes are exercised through ``app.test_client()`` on an app with a real Redis behind it.
+"""
 import json
 
 import pytest
-import requests
 
-from tests.botify.conftest import TOP, USERS, live_server, make_config, v1_list
+from botify.app import create_app
+from botify.service import load_or_keep
+from botify.store import Store
+from tests.botify.conftest import TOKEN, TOP, USERS, make_config, v1_list
 from tests.botify.warehouse import catalog_rows, write_catalog, write_recommendations
+
+NESTED = b"[" * 2000 + b"]" * 2000
 
 BAD = [
     ("POST", "/next/abc", {"track": 1, "time": 0.5}, 400),
@@ -39,53 +46,102 @@ BAD = [
     ("GET", "/track/99999", None, 404),
     ("GET", "/no/such/route", None, 404),
     ("POST", "/admin/reload", None, 401),
+    # nesting, numbers and ids past what the parser or the tables can hold
+    ("POST", "/next/7", NESTED, 400),
+    ("POST", "/last/7", NESTED, 400),
+    ("POST", "/next/7", b'{"track": ' + b"[" * 2000 + b"]" * 2000 + b', "time": 0.5}', 400),
+    ("POST", "/next/7", b'{"track": 1, "time": 1' + b"0" * 400 + b"}", 400),
+    ("POST", "/next/7", b'{"track": 1, "time": -1' + b"0" * 400 + b"}", 400),
+    ("POST", "/next/7", b'{"track": 1' + b"0" * 5000 + b', "time": 0.5}', 413),
+    ("POST", "/next/7", b'{"track": 1' + b"0" * 3000 + b', "time": 0.5}', 400),
+    ("POST", "/next/7", b'{"track": 1, "time": 1e999}', 400),
+    ("POST", "/next/7", b'{"track": 1, "time": Infinity}', 400),
+    ("POST", "/next/7", {"track": 2**63, "time": 0.5}, 400),
+    ("POST", "/next/" + "9" * 5000, {"track": 1, "time": 0.5}, 400),
+    ("POST", "/next/9223372036854775808", {"track": 1, "time": 0.5}, 400),
+    ("GET", "/track/" + "1" * 5000, None, 400),
+    ("POST", "/next/7", '{"track": 1, "time": 0.5}'.encode("utf-16"), 400),
+    # well-formed, but the track is not in the catalog: refused, and never logged
+    ("POST", "/next/7", {"track": 300, "time": 0.5}, 422),
+    ("POST", "/last/7", {"track": 300, "time": 0.5}, 422),
+    ("POST", "/next/7", {"track": 2**63 - 1, "time": 0.5}, 422),
 ]
 
 
 @pytest.fixture(scope="module")
-def server(redis_server, tmp_path_factory):
+def app(redis_server, tmp_path_factory):
+    """The app over a real Redis (its own key prefix), with a 300-track catalog; its log dir in app.log_dir."""
     root = tmp_path_factory.mktemp("validation")
     (root / "warehouse").mkdir()
     warehouse = "file://" + str(root / "warehouse")
     write_catalog(warehouse, catalog_rows(300, 30))
     write_recommendations(warehouse, "v1", {u: v1_list(u) for u in range(USERS)}, TOP)
     config = make_config(warehouse, redis_server.url, root / "logs", "Random", redis__prefix="botify-validation")
-    with live_server(config) as base:
-        yield base, root / "logs"
+    load_or_keep(config, Store.from_config(config))
+    app = create_app(config)
+    app.log_dir = root / "logs"
+    yield app
+    app.extensions["botify"].close()
 
 
-def _send(base, method, path, body):
-    if body is None:
-        return requests.request(method, base + path, timeout=10)
-    data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return requests.request(method, base + path, data=data, headers={"Content-Type": "application/json"},
-                            timeout=10)
+def send(client, method, path, body=None, headers=None):
+    data = body if body is None or isinstance(body, bytes) else json.dumps(body).encode()
+    return client.open(path, method=method, data=data, headers={"Content-Type": "application/json", **(headers or {})})
 
 
-@pytest.mark.parametrize("method,path,body,status", BAD)
-def test_bad_input_gets_4xx_json(server, method, path, body, status):
-    base, _ = server
-    resp = _send(base, method, path, body)
-    assert resp.status_code == status, resp.text
+def logged(app) -> list:
+    return [json.loads(line) for f in sorted(app.log_dir.iterdir()) if ".jsonl" in f.name
+            for line in f.read_text().splitlines()]
+
+
+def assert_json_error(resp, status):
+    assert resp.status_code == status, resp.get_data(as_text=True)[:500]
     assert resp.headers["Content-Type"].startswith("application/json")
-    assert isinstance(resp.json()["error"], str) and resp.json()["error"]
+    assert isinstance(resp.get_json()["error"], str) and resp.get_json()["error"]
 
 
-def test_good_input_is_answered_and_only_good_requests_are_logged(server):
-    base, log_dir = server
+@pytest.mark.parametrize("method,path,body,status", BAD, ids=lambda v: v[:40] if isinstance(v, (str, bytes)) else None)
+def test_bad_input_gets_4xx_json_and_is_not_logged(app, method, path, body, status):
+    before = len(logged(app))
+    assert_json_error(send(app.test_client(), method, path, body), status)
+    assert len(logged(app)) == before
+
+
+@pytest.mark.parametrize("body", [NESTED, b'{"version": ' + b"[" * 2000 + b"]" * 2000 + b"}", b"[" * 5 + b"]" * 5,
+                                  b'{"version": 1' + b"0" * 400 + b"}", b'{"version": "../etc"}', b"\xff"])
+def test_bad_admin_reload_body_is_a_400_with_a_valid_token(app, body):
+    resp = send(app.test_client(), "POST", "/admin/reload", body, {"Authorization": f"Bearer {TOKEN}"})
+    assert_json_error(resp, 400)
+
+
+def test_unknown_tracks_from_a_client_are_refused_and_never_logged(app):
+    client = app.test_client()
+    before = len(logged(app))
+    statuses = []
+    for i in range(100):
+        track = 300 + i if i % 20 == 0 else i  # 5% unknown tracks
+        statuses.append(send(client, "POST", f"/next/{i % 10}", {"track": track, "time": 0.5}).status_code)
+    assert statuses.count(422) == 5 and statuses.count(200) == 95
+    lines = logged(app)[before:]
+    assert len(lines) == 95 and all(0 <= ln["track"] < 300 for ln in lines)
+
+
+def test_good_input_is_answered_and_logged(app):
+    client = app.test_client()
+    before = len(logged(app))
     good = [("/next/1", {"track": 1, "time": 0}), ("/next/2", {"track": 299, "time": 1}),
-            ("/next/3", {"track": 5, "time": 0.25}), ("/last/3", {"track": 7, "time": 1.0})]
+            ("/next/3", {"track": 5, "time": 0.25}), ("/last/3", {"track": 7, "time": 1.0}),
+            ("/next/9223372036854775807", {"track": 0, "time": 0.5})]
     for path, body in good:
-        resp = _send(base, "POST", path, body)
-        assert resp.status_code == 200, resp.text
-        assert resp.json()["user"] == int(path.rsplit("/", 1)[1])
+        resp = send(client, "POST", path, body)
+        assert resp.status_code == 200, resp.get_data(as_text=True)
+        assert resp.get_json()["user"] == int(path.rsplit("/", 1)[1])
         if path.startswith("/next"):
-            assert isinstance(resp.json()["track"], int) and 0 <= resp.json()["track"] < 300
-    resp = requests.get(base + "/track/7", timeout=10)
-    assert resp.json() == {"track": 7, "artist": "artist-7", "title": "song 7"}
-    assert requests.get(base + "/", timeout=10).json()["status"] == "alive"
-    lines = [json.loads(line) for f in sorted(log_dir.iterdir()) if ".jsonl" in f.name
-             for line in f.read_text().splitlines()]
+            assert isinstance(resp.get_json()["track"], int) and 0 <= resp.get_json()["track"] < 300
+    assert client.get("/track/7").get_json() == {"track": 7, "artist": "artist-7", "title": "song 7"}
+    assert client.get("/").get_json()["status"] == "alive"
+    lines = logged(app)[before:]
     assert [(ln["message"], ln["user"], ln["track"], ln["time"]) for ln in lines] == [
-        ("next", 1, 1, 0.0), ("next", 2, 299, 1.0), ("next", 3, 5, 0.25), ("last", 3, 7, 1.0)]
-    assert lines[-1]["recommendation"] is None
+        ("next", 1, 1, 0.0), ("next", 2, 299, 1.0), ("next", 3, 5, 0.25), ("last", 3, 7, 1.0),
+        ("next", 2**63 - 1, 0, 0.5)]
+    assert lines[3]["recommendation"] is None
