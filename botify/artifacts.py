@@ -6,7 +6,9 @@ Recommendations follow the storage contract (README, DESIGN.md):
 current version. A version is accepted only when ``_SUCCESS`` exists, the JSON
 part files hash to the manifest's ``json_sha256``, the row count matches,
 ``top_tracks.json`` hashes to ``top_tracks_sha256``, and every row is a user
-with 50 distinct tracks that are all in the catalog.
+with 50 distinct tracks that are all in the catalog. A reload also checks
+coverage (``check_coverage``): a consistent but empty or much smaller version
+is refused unless forced.
 """
 from __future__ import annotations
 
@@ -115,6 +117,45 @@ def latest_version(storage: Storage, recs_root: str) -> Optional[str]:
         raise ArtifactError(str(exc)) from exc
 
 
+def _describe_value(value) -> str:
+    kinds = {str: "the string", bool: "the boolean", float: "the number", list: "a list", dict: "an object"}
+    return "null" if value is None else f"{kinds.get(type(value), type(value).__name__)} {json.dumps(value)[:80]}"
+
+
+def check_manifest_fields(manifest: dict, where: str) -> None:
+    """Every field botify relies on, with its type, so a wrong type is named as such (not as a count mismatch)."""
+    rules = {
+        "row_count": (lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
+        "json_files": (lambda v: isinstance(v, list) and v and all(isinstance(f, str) for f in v),
+                       "a non-empty list of paths"),
+        "json_sha256": (lambda v: isinstance(v, str), "a string (hex SHA-256)"),
+        "top_tracks_sha256": (lambda v: isinstance(v, str), "a string (hex SHA-256)"),
+    }
+    for key, (ok, expected) in rules.items():
+        if key not in manifest:
+            raise ArtifactError(f"{where}: missing field {key!r}")
+        if not ok(manifest[key]):
+            raise ArtifactError(f"{where}: {key!r} must be {expected}, got {_describe_value(manifest[key])}")
+
+
+def check_coverage(recs: Recommendations, previous_users: Optional[int], min_rows: int, min_coverage: float) -> None:
+    """Refuse a version that would take most users' lists away (an empty or truncated model output).
+
+    A manifest only proves the files are what the job wrote, not that the job
+    wrote enough: ``min_rows`` users at least, and ``min_coverage`` of the users
+    of the version served now.
+    """
+    rows = len(recs.lists)
+    if rows < min_rows:
+        raise ArtifactError(f"{recs.uri}: {rows} users, fewer than artifacts.min_rows={min_rows} "
+                            "(reload with force to accept it)")
+    if previous_users and rows < min_coverage * previous_users:
+        raise ArtifactError(
+            f"{recs.uri}: {rows} users, under artifacts.min_user_coverage={min_coverage:g} of the "
+            f"{previous_users} users served now (reload with force to accept it)"
+        )
+
+
 def load_recommendations(storage: Storage, recs_root: str, version: str, catalog: Catalog) -> Recommendations:
     if not valid_version_name(version):
         raise ArtifactError(f"invalid recommendations version name {version!r}")
@@ -129,12 +170,8 @@ def load_recommendations(storage: Storage, recs_root: str, version: str, catalog
         raise ArtifactError(f"{uri}: no {MANIFEST}") from exc
     except ValueError as exc:
         raise ArtifactError(str(exc)) from exc
-    for key in ("row_count", "json_files", "json_sha256", "top_tracks_sha256"):
-        if key not in manifest:
-            raise ArtifactError(f"{join(uri, MANIFEST)}: missing field {key!r}")
+    check_manifest_fields(manifest, join(uri, MANIFEST))
     files = manifest["json_files"]
-    if not isinstance(files, list) or not files or not all(isinstance(f, str) for f in files):
-        raise ArtifactError(f"{join(uri, MANIFEST)}: 'json_files' must be a non-empty list of paths")
 
     parts, sized = [], []
     for rel in files:

@@ -29,7 +29,8 @@ def cmd_serve(args) -> int:
 
     from botify.catalog import ArtifactError
     from botify.event_log import complete_orphans
-    from botify.service import load_or_keep, resolve_local
+    from botify.reload import load_or_keep
+    from botify.service import resolve_local
     from botify.store import Store
 
     config = _settings(args)
@@ -41,10 +42,13 @@ def cmd_serve(args) -> int:
         config["server"]["workers"] = args.workers
     with contextlib.ExitStack() as stack:
         if not config["redis"]["url"]:
-            server = RedisServer()
-            config["redis"]["url"] = server.start()
+            rc = config["redis"]
+            server = RedisServer(maxmemory=rc["maxmemory"], maxmemory_policy=rc["maxmemory_policy"])
+            rc["url"] = server.start()
             stack.callback(server.stop)
-            log.info("no REDIS_URL: started a private redis-server at %s", config["redis"]["url"])
+            server.supervise(float(rc["restart_backoff_s"]))
+            log.info("no REDIS_URL: started a private redis-server at %s (maxmemory %s, %s; restarted if it exits)",
+                     rc["url"], rc["maxmemory"], rc["maxmemory_policy"])
         complete_orphans(resolve_local(config["event_log"]["dir"]))
         if config["artifacts"]["load_on_start"]:
             try:
@@ -93,6 +97,8 @@ def cmd_reload(args) -> int:
     token = args.token or config["admin"]["token"]
     if args.url or not config["redis"]["url"]:
         body = {"version": args.version} if args.version else {}
+        if args.force:
+            body["force"] = True
         return _admin_post(args.url or _server_url(config), "/admin/reload", token, body, args.timeout)
     # A shared Redis (REDIS_URL): load straight into it; every worker sees the switch.
     from botify.catalog import ArtifactError
@@ -100,7 +106,8 @@ def cmd_reload(args) -> int:
     from botify.store import ReloadBusy, Store
 
     try:
-        result = reload_artifacts(config, Store.from_config(config), args.version, wait_s=args.timeout)
+        result = reload_artifacts(config, Store.from_config(config), args.version, wait_s=args.timeout,
+                                  force=args.force)
     except (ArtifactError, ReloadBusy) as exc:
         print(f"error: reload rejected, previous version still serving: {exc}", file=sys.stderr)
         return 1
@@ -144,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     reload.add_argument("--url", help="ask this running botify (POST /admin/reload) instead of writing Redis")
     reload.add_argument("--token", help="admin token (default: BOTIFY_ADMIN_TOKEN / admin.token)")
     reload.add_argument("--timeout", type=float, default=600, help="seconds to wait (default 600)")
+    reload.add_argument("--force", action="store_true",
+                        help="accept a version under artifacts.min_rows / min_user_coverage (integrity still checked)")
     reload.set_defaults(func=cmd_reload)
 
     rotate = sub.add_parser("rotate-logs", help="complete every open event log file now (all workers)")

@@ -1,4 +1,10 @@
-"""Load artifacts from storage into a fresh Redis namespace and switch to it (serve, admin endpoint, CLI)."""
+"""Load artifacts from storage into a fresh Redis namespace and switch to it (serve, admin endpoint, CLI, recovery).
+
+Every load runs under the Redis reload lock, from fetching the files to the
+switch, so two workers (or a worker and ``botify reload``) never both load:
+the second either gives up (``ReloadBusy``) or, for a recovery load, finds the
+first one's namespace active and loads nothing.
+"""
 from __future__ import annotations
 
 import logging
@@ -6,13 +12,56 @@ from typing import Optional
 
 from common.storage import FsspecStorage
 
-from botify.artifacts import load_bundle
+from botify.artifacts import check_coverage, load_bundle
+from botify.catalog import ArtifactError
 from botify.store import Store
 
 log = logging.getLogger(__name__)
 
 
-def reload_artifacts(config: dict, store: Store, version: Optional[str] = None, wait_s: float = 0) -> dict:
-    """Fetch, check, publish. Raises ``ArtifactError`` (nothing switched) or ``ReloadBusy``."""
+def _lock_s(config: dict) -> int:
+    return int(config["redis"]["reload_lock_s"])
+
+
+def _load_checked(config: dict, store: Store, version: Optional[str], force: bool) -> dict:
     bundle = load_bundle(config, FsspecStorage(), version)
-    return store.publish(bundle, lock_s=int(config["redis"]["reload_lock_s"]), blocking_timeout=wait_s)
+    if bundle.recommendations is not None and not force:
+        artifacts = config["artifacts"]
+        check_coverage(bundle.recommendations, store.served_users(),
+                       int(artifacts["min_rows"]), float(artifacts["min_user_coverage"]))
+    return store.publish(bundle)
+
+
+def reload_artifacts(config: dict, store: Store, version: Optional[str] = None, wait_s: float = 0,
+                     force: bool = False) -> dict:
+    """Fetch, check, publish. Raises ``ArtifactError`` (nothing switched) or ``ReloadBusy``.
+
+    ``force`` skips the coverage check (an intentionally smaller version), never the integrity checks.
+    """
+    with store.reload_lock(_lock_s(config), wait_s):
+        return _load_checked(config, store, version, force)
+
+
+def load_or_keep(config: dict, store: Store, version: Optional[str] = None, only_if_empty: bool = False,
+                 wait_s: Optional[float] = None) -> Optional[dict]:
+    """Startup / recovery load of ``version`` (``None``: the configured one).
+
+    On a bad version keep what Redis serves, or serve the catalog alone if
+    nothing is served. ``only_if_empty``: load nothing when a namespace is
+    already active (another worker restored it while this one waited).
+    ``wait_s`` for the lock defaults to ``redis.reload_lock_s``.
+    """
+    with store.reload_lock(_lock_s(config), _lock_s(config) if wait_s is None else wait_s):
+        if only_if_empty and store.active() is not None:
+            log.info("artifacts already restored by another loader (namespace %s)", store.active())
+            return None
+        try:
+            return _load_checked(config, store, version, force=False)
+        except ArtifactError as exc:
+            log.error("artifact load rejected: %s", exc)
+            if store.active() is not None:
+                log.error("keeping the namespace already served (%s)", store.active())
+                return None
+            bundle = load_bundle(config, FsspecStorage(), with_recommendations=False)
+            log.error("serving the catalog without recommendations until a good version is loaded")
+            return store.publish(bundle)

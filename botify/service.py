@@ -5,6 +5,12 @@ track) for ``redis.retry_after_s`` before Redis is tried again, so a dead Redis
 costs one failed call per interval rather than one per request. The upkeep
 thread rotates event logs, reloads artifacts into a Redis that came back empty
 (``artifacts.auto_load``), and follows catalog changes for the fallback.
+
+A Redis restart must not change what is served: every worker remembers the
+recommendations version of the namespace it last saw served (``serving``,
+refreshed each upkeep tick and on its own reloads) and the recovery load
+restores that version, not ``artifacts.version``. A restart of botify itself
+starts again from ``artifacts.version``.
 """
 from __future__ import annotations
 
@@ -21,12 +27,11 @@ import redis
 from common.paths import resolve
 from common.storage import FsspecStorage
 
-from botify.artifacts import load_bundle
-from botify.catalog import ArtifactError, Catalog, load_catalog
+from botify.catalog import Catalog, load_catalog
 from botify.event_log import EventLog
 from botify.experiments import Experiments
 from botify.recommenders import View
-from botify.reload import reload_artifacts
+from botify.reload import load_or_keep, reload_artifacts
 from botify.store import NamespaceGone, ReloadBusy, Store
 
 log = logging.getLogger(__name__)
@@ -34,21 +39,6 @@ log = logging.getLogger(__name__)
 
 class Unavailable(RuntimeError):
     """Redis is down or holds no active namespace: serve from the in-process catalog."""
-
-
-def load_or_keep(config: dict, store: Store, version: Optional[str] = None) -> Optional[dict]:
-    """Startup / recovery load: the configured artifacts; on a bad recommendations
-    version keep what Redis serves, or serve the catalog alone if nothing is served."""
-    try:
-        return reload_artifacts(config, store, version)
-    except ArtifactError as exc:
-        log.error("artifact load rejected: %s", exc)
-        if store.active() is not None:
-            log.error("keeping the namespace already served (%s)", store.active())
-            return None
-        bundle = load_bundle(config, FsspecStorage(), with_recommendations=False)
-        log.error("serving the catalog without recommendations until a good version is loaded")
-        return store.publish(bundle, lock_s=int(config["redis"]["reload_lock_s"]))
 
 
 class Service:
@@ -72,6 +62,8 @@ class Service:
         self._state_lock = threading.Lock()
         self._stop = threading.Event()
         self._next_auto_load = 0.0
+        # Recommendations version last seen served ("" = the catalog alone); None until one was seen.
+        self.serving: Optional[str] = None
         self._auto_load_backoff = 1.0
         self._thread = None
         if upkeep:
@@ -149,8 +141,10 @@ class Service:
         except Unavailable as exc:
             return {"redis": f"unavailable ({exc})", "namespace": None}
 
-    def reload(self, version: Optional[str] = None) -> dict:
-        return reload_artifacts(self.config, self.store, version)
+    def reload(self, version: Optional[str] = None, force: bool = False) -> dict:
+        result = reload_artifacts(self.config, self.store, version, force=force)
+        self.serving = result["recommendations"]
+        return result
 
     def _log(self, message, user, track, played, start, recommendation, treatments) -> None:
         self.event_log.write({
@@ -185,14 +179,20 @@ class Service:
                 self._auto_load()
             return
         meta = self._redis(lambda: self.store.meta(ns))
+        if "recommendations" in meta:
+            self.serving = meta["recommendations"]
         if meta.get("catalog_sha256") and meta["catalog_sha256"] != self.catalog.sha256:
             self.catalog = load_catalog(FsspecStorage(), meta["catalog_uri"])
             log.info("fallback catalog follows namespace %s (%d tracks)", ns, len(self.catalog))
 
     def _auto_load(self) -> None:
-        log.warning("Redis has no active artifacts (restarted or flushed?): loading them")
+        pinned = self.serving or None
+        log.warning("Redis has no active artifacts (restarted or flushed?): loading %s",
+                    f"recommendations {pinned}, the version served before" if pinned else "the configured artifacts")
         try:
-            load_or_keep(self.config, self.store)
+            result = load_or_keep(self.config, self.store, pinned, only_if_empty=True, wait_s=0)
+            if result is not None:
+                self.serving = result["recommendations"]
             self._auto_load_backoff = 1.0
         except ReloadBusy:
             pass  # another worker is loading

@@ -20,10 +20,11 @@ Redis types are stored; nothing is ever unpickled.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
-from typing import List, Optional
+from typing import Iterator, List, Optional
 
 import redis
 
@@ -97,27 +98,42 @@ class Store:
         self.r.delete(self.history_key(user))
 
     # loads
-    def publish(self, bundle: Bundle, lock_s: int = 600, blocking_timeout: float = 0) -> dict:
-        """Write ``bundle`` into a new namespace, make it active, delete the previous one."""
-        lock = self.r.lock(f"{self.prefix}:reload_lock", timeout=lock_s, blocking_timeout=blocking_timeout)
+    @contextlib.contextmanager
+    def reload_lock(self, lock_s: int, wait_s: float = 0) -> Iterator[None]:
+        """One artifact load at a time across workers and hosts (``SET NX`` with an expiry, redis-py's Lock).
+
+        Held around the whole fetch-check-publish, so a second loader that
+        waited for it sees what the first one published.
+        """
+        lock = self.r.lock(f"{self.prefix}:reload_lock", timeout=lock_s, blocking_timeout=wait_s)
         if not lock.acquire():
             raise ReloadBusy("another artifact load is in progress")
         try:
-            ns = str(self.r.incr(f"{self.prefix}:ns_counter"))
-            try:
-                meta = self._write(ns, bundle)
-            except BaseException:
-                self.drop(ns)
-                raise
-            previous = self.r.getset(self.active_key, ns)
-            self._collect_garbage(keep=ns)
-            log.info("serving namespace %s (%s); previous %s deleted", ns, _describe(meta), previous)
-            return {"namespace": ns, "previous": previous, **meta}
+            yield
         finally:
             try:
                 lock.release()
             except redis.exceptions.LockError:
                 log.warning("the reload lock expired before the load finished (raise redis.reload_lock_s)")
+
+    def publish(self, bundle: Bundle) -> dict:
+        """Write ``bundle`` into a new namespace, make it active, delete the previous one (hold ``reload_lock``)."""
+        ns = str(self.r.incr(f"{self.prefix}:ns_counter"))
+        try:
+            meta = self._write(ns, bundle)
+        except BaseException:
+            self.drop(ns)
+            raise
+        previous = self.r.getset(self.active_key, ns)
+        self._collect_garbage(keep=ns)
+        log.info("serving namespace %s (%s); previous %s deleted", ns, _describe(meta), previous)
+        return {"namespace": ns, "previous": previous, **meta}
+
+    def served_users(self) -> Optional[int]:
+        """How many users have a list in the namespace served now (``None``: nothing served)."""
+        ns = self.active()
+        users = self.meta(ns).get("users") if ns else None
+        return int(users) if users else None
 
     def _write(self, ns: str, bundle: Bundle) -> dict:
         catalog, recs = bundle.catalog, bundle.recommendations

