@@ -55,7 +55,7 @@ def main(argv=None) -> int:
 
     from common.spark import get_session
     from jobs.infer_recommendations import score_users
-    from jobs.multidae_training import to_bytes
+    from common.checkpoint import to_bytes
 
     dims = [300, 50]
     torch.manual_seed(0)

@@ -63,7 +63,7 @@ def dense_rows(item_lists, n_items: int) -> torch.Tensor:
 
 
 def train_dense(train_lists, test, n_items: int, settings: dict, epochs: int, seed: int):
-    from jobs.multidae_training import evaluate_heldout
+    from common.evaluation import evaluate_heldout
 
     torch.manual_seed(seed)
     model = DenseMultiDAE(n_items, list(settings["dims"]), float(settings["dropout"]))

@@ -48,7 +48,8 @@ except ImportError as missing:  # petastorm 0.12 imports pyarrow's legacy filesy
     PETASTORM = f"petastorm not importable ({missing}); TransformSpec stand-in"
 
 from bench.multidae_data import seed_density_positives  # noqa: E402
-from common.model import MultiDAEConfig  # noqa: E402
+from common.checkpoint import from_bytes  # noqa: E402
+from common.training import Knobs  # noqa: E402
 from jobs import multidae_training as training  # noqa: E402
 
 
@@ -106,16 +107,14 @@ def split(user_idx: np.ndarray, track_idx: np.ndarray, users: int, seed: int = 4
 def run(train, validation, n_items: int, epochs: int, world: int, use_gpu: bool) -> tuple:
     work = tempfile.mkdtemp(prefix="bench-train-gpu-")
     batch = 100
-    spec = {
-        "converter": InMemoryConverter(train), "width": max(len(x) for x in train),
-        "model": MultiDAEConfig(n_items=n_items).to_dict(), "epochs": epochs, "batch_size": batch,
-        "steps_per_epoch": training.steps_per_epoch(len(train), batch, world), "lr": 0.01, "weight_decay": 0.0,
-        "seed": 98765, "use_gpu": use_gpu, "threads_per_process": 0, "reader_workers": 1, "shuffle_buffer": 0,
-        "eval_batch_size": 256, "validation": validation, "work_uri": "file://" + work,
-    }
+    spec = training.TrainingSpec(
+        converter=InMemoryConverter(train), width=max(len(x) for x in train), n_items=n_items,
+        knobs=Knobs(epochs=epochs, batch_size=batch, lr=0.01), validation=validation, work_uri="file://" + work,
+        steps_per_epoch=training.steps_per_epoch(len(train), batch, world), use_gpu=use_gpu,
+        threads_per_process=0, reader_workers=1, shuffle_buffer=0, eval_batch_size=256)
     mp.spawn(_rank, args=(world, free_port(), spec), nprocs=world)
     with open(os.path.join(work, training.LAST_CHECKPOINT), "rb") as fh:
-        history = training.from_bytes(fh.read())["history"]
+        history = from_bytes(fh.read())["history"]
     seconds = [h["epoch_seconds"] for h in history]
     return float(np.mean(seconds[1:] if len(seconds) > 1 else seconds)), history[-1]["val_ndcg@100"]
 

@@ -32,12 +32,14 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from scipy import sparse
 
+from common.checkpoint import load_checkpoint, model_from_checkpoint
 from common.config import load_config
+from common.evaluation import evaluate_heldout, model_scorer
+from common.heldout_split import build_split, collect_heldout
+from common.interactions_run import interactions_dir
 from common.paths import resolve
 from common.spark import add_job_arguments, get_session
 from common.storage import HadoopStorage, atomic_output, join
-from jobs import multidae_training as training
-from jobs import train_multidae
 
 log = logging.getLogger(__name__)
 
@@ -129,15 +131,15 @@ def run(spark: SparkSession, config: Dict, model_version: Optional[str] = None, 
     if role not in ("test", "validation"):
         raise ValueError(f"evaluate.users must be test or validation, not {role!r}")
     storage = HadoopStorage(spark)
-    model_version, checkpoint = train_multidae.load_checkpoint(storage, config, model_version or settings["model_version"])
-    run_id, run_uri = train_multidae.interactions_dir(storage, config, checkpoint["interactions_run"])
+    model_version, checkpoint = load_checkpoint(storage, config, model_version or settings["model_version"])
+    run_id, run_uri = interactions_dir(storage, config, checkpoint["interactions_run"])
     n_items = int(checkpoint["model_config"]["n_items"])
     batch = int(config["multidae"]["eval_batch_size"])
 
-    train, heldout = train_multidae.build_split(spark.read.parquet(join(run_uri, "interactions")), checkpoint["split"],
+    train, heldout = build_split(spark.read.parquet(join(run_uri, "interactions")), checkpoint["split"],
                                                 checkpoint.get("session_starts", False))
     train, heldout = train.cache(), heldout.cache()
-    users = train_multidae.collect_heldout(heldout, role)
+    users = collect_heldout(heldout, role)
     if not users["fold_in"]:
         raise ValueError(f"no {role} users in the split of {run_id}")
     X = train_matrix([np.asarray(r["items"], dtype=np.int64) for r in train.select("items").collect()], n_items)
@@ -146,7 +148,7 @@ def run(spark: SparkSession, config: Dict, model_version: Optional[str] = None, 
         "TopPop": toppop_scorer(X),
         "ALS (implicit)": None,
         "EASE": ease_scorer(X, float(settings["ease"]["lambda"]), int(settings["ease"]["max_items"])),
-        "MultiDAE": training.model_scorer(train_multidae.model_from_checkpoint(checkpoint)),
+        "MultiDAE": model_scorer(model_from_checkpoint(checkpoint)),
     }
     results: Dict[str, Dict[str, float]] = {}
     notes: Dict[str, str] = {}
@@ -158,7 +160,7 @@ def run(spark: SparkSession, config: Dict, model_version: Optional[str] = None, 
         if scorer is None:
             notes[name] = f"skipped: more than evaluate.ease.max_items={settings['ease']['max_items']} training items"
             continue
-        results[name] = training.evaluate_heldout(scorer, users, batch)
+        results[name] = evaluate_heldout(scorer, users, batch)
         log.info("%s: %s (%.1fs)", name, results[name], time.perf_counter() - started)
     table = markdown_table(results, notes)
     report = {"model_version": model_version, "interactions_run": run_id, "users": role,

@@ -26,13 +26,14 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, FloatType, LongType, StructField, StructType
 
+from common.checkpoint import from_bytes, model_from_checkpoint, read_model
 from common.config import load_config
+from common.heldout_split import positives_by_user
+from common.interactions_run import interactions_dir
 from common.manifest import sha256, write_manifest
 from common.paths import resolve
 from common.spark import add_job_arguments, get_session
 from common.storage import HadoopStorage, atomic_output, join, write_pointer
-from jobs import multidae_training as training
-from jobs import train_multidae
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +50,9 @@ _MODELS: Dict[str, tuple] = {}
 def _cached_model(key: str, broadcast, threads: int):
     if key not in _MODELS:
         torch.set_num_threads(max(1, threads))
-        checkpoint = training.from_bytes(broadcast.value)
+        checkpoint = from_bytes(broadcast.value)
         _MODELS.clear()
-        _MODELS[key] = (train_multidae.model_from_checkpoint(checkpoint), checkpoint["item_index"].numpy())
+        _MODELS[key] = (model_from_checkpoint(checkpoint), checkpoint["item_index"].numpy())
     return _MODELS[key]
 
 
@@ -97,7 +98,7 @@ def all_user_items(interactions: DataFrame, users: DataFrame, session_starts: bo
 
     Positives are defined as the model was trained (``session_starts`` from its checkpoint).
     """
-    liked = train_multidae.positives_by_user(interactions, session_starts).select("user", "items")
+    liked = positives_by_user(interactions, session_starts).select("user", "items")
     return users.select("user").join(liked, "user", "left").select(
         "user", F.coalesce("items", F.array().cast("array<int>")).alias("items"))
 
@@ -105,9 +106,9 @@ def all_user_items(interactions: DataFrame, users: DataFrame, session_starts: bo
 def run(spark: SparkSession, config: Dict, model_version: Optional[str] = None, version: Optional[str] = None) -> Dict:
     settings = config["infer"]
     storage = HadoopStorage(spark)
-    model_version, model_bytes = train_multidae.read_model(storage, config, model_version or settings["model_version"])
-    checkpoint = training.from_bytes(model_bytes)
-    run_id, run_uri = train_multidae.interactions_dir(storage, config, checkpoint["interactions_run"])
+    model_version, model_bytes = read_model(storage, config, model_version or settings["model_version"])
+    checkpoint = from_bytes(model_bytes)
+    run_id, run_uri = interactions_dir(storage, config, checkpoint["interactions_run"])
     version = version or model_version
 
     user_items = all_user_items(spark.read.parquet(join(run_uri, "interactions")), spark.read.parquet(join(run_uri, "users")),

@@ -8,20 +8,23 @@ plus lengths in a petastorm ``TransformSpec``. Every rank runs the same number
 of steps per epoch (the loader repeats forever), so DDP's all-reduce never
 waits on a rank that ran out of rows.
 
-Rank 0 evaluates the validation users after every epoch and writes a
-checkpoint (``last.pt``: weights, optimizer, history) to the version's work
-directory; a restarted run resumes from it.
+Rank 0 evaluates the validation users after every epoch, keeps the best
+epoch's weights (validation NDCG@100) and writes a checkpoint (``last.pt``:
+weights, optimizer, history, optimiser step count, best epoch) to the
+version's work directory; a restarted run resumes from it, best so far
+included. With ``patience`` rank 0 stops every rank once that many epochs
+passed without a better one.
 """
 from __future__ import annotations
 
-import io
 import logging
 import math
 import os
 import sys
 import time
 import warnings
-from typing import Callable, Dict, List, Optional, Sequence
+from dataclasses import dataclass
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import pandas as pd
@@ -30,9 +33,10 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from common.model import MultiDAE, MultiDAEConfig, adam, multinomial_loss, pad_batch
-from common.ranking_metrics import rank_excluding, summarize
+from common.checkpoint import from_bytes, to_bytes
+from common.model import MultiDAE
 from common.storage import FsspecStorage, join
+from common.training import BestEpoch, Knobs, cpu_weights, epoch_record, make_optimizer, train_step
 
 log = logging.getLogger(__name__)
 
@@ -66,49 +70,22 @@ class PadItems:
         )
 
 
-# ---- scoring and held-out evaluation (also used by the driver and evaluate_offline) ----------
+@dataclass(frozen=True)
+class TrainingSpec:
+    """Everything a rank needs, built by the driver (train_multidae) and shipped to every rank."""
 
-
-def model_scorer(model: MultiDAE, device: str = "cpu") -> Callable:
-    """Scores (logits) for a batch of users given their fold-in item lists, in eval mode."""
-
-    def score(item_lists: Sequence[np.ndarray], user_idx: Optional[np.ndarray] = None) -> np.ndarray:
-        model.eval()
-        items, lengths = pad_batch(item_lists)
-        with torch.no_grad():
-            return model(items.to(device), lengths.to(device)).float().cpu().numpy()
-
-    return score
-
-
-def evaluate_heldout(score_fn: Callable, heldout: Dict, batch_size: int = 256) -> Dict[str, float]:
-    """Mean NDCG@100, Recall@20, Recall@50 over held-out users; fold-in items are never ranked.
-
-    ``score_fn(fold_in_lists, user_idx)`` returns scores ``[users, n_items]``.
-    """
-    fold_in, targets = heldout["fold_in"], heldout["targets"]
-    if not fold_in:
-        return {}
-    parts: Dict[str, List[np.ndarray]] = {}
-    for start in range(0, len(fold_in), batch_size):
-        chunk = fold_in[start : start + batch_size]
-        ranked = rank_excluding(score_fn(chunk, heldout["user_idx"][start : start + batch_size]), chunk, 100)
-        for name, values in summarize(ranked, targets[start : start + batch_size]).items():
-            parts.setdefault(name, []).append(values)
-    return {name: float(np.concatenate(v).mean()) for name, v in parts.items()}
-
-
-# ---- checkpoint bytes (plain tensors and containers only: loaded with weights_only=True) -------
-
-
-def to_bytes(obj) -> bytes:
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    return buffer.getvalue()
-
-
-def from_bytes(data: bytes):
-    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    converter: object  # petastorm SparkDatasetConverter (or anything with its make_torch_dataloader)
+    width: int  # longest user's item count: the padded row width
+    n_items: int
+    knobs: Knobs
+    steps_per_epoch: int
+    validation: Dict  # held-out validation users (common.heldout_split.collect_heldout)
+    work_uri: str  # where last.pt lives
+    use_gpu: bool = False
+    threads_per_process: int = 0
+    reader_workers: int = 2
+    shuffle_buffer: int = 2000
+    eval_batch_size: int = 256
 
 
 # ---- the per-rank function ------------------------------------------------------------------
@@ -121,85 +98,106 @@ def _threads(requested: int) -> int:
     return max(1, (os.cpu_count() or 1) // local)
 
 
-def train_rank(spec: Dict) -> Optional[Dict]:
-    """Train for ``spec['epochs']`` epochs (resuming from ``last.pt`` if present); rank 0 checkpoints each epoch."""
+def _start_rank(spec: TrainingSpec) -> Tuple[int, int, str]:
+    """Join the process group; (rank, world size, device)."""
     warnings.filterwarnings("ignore", category=FutureWarning, module="petastorm")  # pyarrow legacy-API notices
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s rank%(rank)s: %(message)s".replace("%(rank)s", os.environ.get("RANK", "?")))
-    use_gpu = bool(spec["use_gpu"])
-    dist.init_process_group("nccl" if use_gpu else "gloo")
-    rank, world = dist.get_rank(), dist.get_world_size()
-    device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if use_gpu else "cpu"
-    if use_gpu:
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s rank{os.environ.get('RANK', '?')}: %(message)s")
+    dist.init_process_group("nccl" if spec.use_gpu else "gloo")
+    device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if spec.use_gpu else "cpu"
+    if spec.use_gpu:
         torch.cuda.set_device(device)
-    torch.set_num_threads(_threads(spec["threads_per_process"]))
-    torch.manual_seed(int(spec["seed"]))
+    torch.set_num_threads(_threads(spec.threads_per_process))
+    torch.manual_seed(spec.knobs.seed)
+    return dist.get_rank(), dist.get_world_size(), device
 
+
+def _restore(spec: TrainingSpec, model: MultiDAE) -> Dict:
+    """The resumable state of ``last.pt`` (weights loaded into ``model``), or a fresh start."""
     storage = FsspecStorage()
-    checkpoint_uri = join(spec["work_uri"], LAST_CHECKPOINT)
-    config = MultiDAEConfig.from_dict(spec["model"])
-    model = MultiDAE(config)
-    optimizer_state, history, start_epoch = None, [], 0
-    if storage.exists(checkpoint_uri):
-        state = from_bytes(storage.read_bytes(checkpoint_uri))
-        if state["model_config"] != config.to_dict():
-            raise ValueError(f"{checkpoint_uri} was trained with {state['model_config']}, not {config.to_dict()}: use another --version")
-        model.load_state_dict(state["model"])
-        optimizer_state, history, start_epoch = state["optimizer"], list(state["history"]), int(state["epoch"])
-        if rank == 0:
-            log.info("resuming from %s after epoch %d", checkpoint_uri, start_epoch)
+    checkpoint_uri = join(spec.work_uri, LAST_CHECKPOINT)
+    if not storage.exists(checkpoint_uri):
+        return {"epoch": 0, "step": 0, "history": [], "optimizer": None, "best": None}
+    state = from_bytes(storage.read_bytes(checkpoint_uri))
+    if state["model_config"] != model.config.to_dict():
+        raise ValueError(f"{checkpoint_uri} was trained with {state['model_config']}, not {model.config.to_dict()}: use another --version")
+    model.load_state_dict(state["model"])
+    log.info("resuming from %s after epoch %d", checkpoint_uri, int(state["epoch"]))
+    return {"epoch": int(state["epoch"]), "step": int(state.get("step", 0)), "history": list(state["history"]),
+            "optimizer": state["optimizer"], "best": state.get("best")}
+
+
+def _run_epoch(spec: TrainingSpec, ddp, optimizer, batches, step: int, device: str) -> Tuple[torch.Tensor, float, int]:
+    """``steps_per_epoch`` updates; (loss sum and users over all ranks, seconds blocked on input, optimiser step)."""
+    ddp.train()
+    totals = torch.zeros(2, dtype=torch.float64, device=device)
+    waited = 0.0  # time blocked on petastorm: tells an input-bound epoch from a compute-bound one
+    for _ in range(spec.steps_per_epoch):
+        asked = time.perf_counter()
+        batch = next(batches)
+        waited += time.perf_counter() - asked
+        lengths = batch["n"].long()
+        # Rows are padded to the longest user in the data set; this batch needs only its own longest.
+        items = batch["items"][:, : max(1, int(lengths.max()))].to(device)
+        loss = train_step(ddp, optimizer, items, lengths.to(device), spec.knobs.beta(step))
+        step += 1
+        totals += torch.tensor([loss * len(lengths), len(lengths)], dtype=torch.float64, device=device)
+    dist.all_reduce(totals)
+    return totals.cpu(), waited, step
+
+
+def _end_epoch(spec: TrainingSpec, model: MultiDAE, optimizer, state: Dict, best: BestEpoch, record: Dict) -> bool:
+    """Rank 0: validate, keep the best epoch, checkpoint; True when early stopping says stop."""
+    record.update(epoch_record(record["epoch"], record.pop("loss_sum"), record["users_seen"], record["epoch_seconds"],
+                               spec.validation, model, spec.eval_batch_size, next(model.parameters()).device.type))
+    state["history"].append(record)
+    improved = best.update(record, model)
+    log.info("epoch %d/%d loss %.3f val ndcg@100 %s%s (%.1fs, %.1fs waiting for input)", record["epoch"], spec.knobs.epochs,
+             record["loss"], "%.4f" % record["val_ndcg@100"] if "val_ndcg@100" in record else "n/a",
+             " (best)" if improved else f" (best: epoch {best.epoch})", record["epoch_seconds"], record["input_wait_seconds"])
+    checkpoint = {"epoch": record["epoch"], "step": state["step"], "model_config": model.config.to_dict(),
+                  "model": cpu_weights(model), "optimizer": optimizer.state_dict(), "history": state["history"],
+                  "best": best.to_state()}
+    FsspecStorage().write_atomically(join(spec.work_uri, LAST_CHECKPOINT), to_bytes(checkpoint))
+    return best.should_stop(record["epoch"])
+
+
+def _stop_everywhere(stop: bool, device: str) -> bool:
+    """Rank 0's early-stopping decision, on every rank (all ranks must run the same number of steps)."""
+    flag = torch.tensor([1 if stop else 0], device=device)
+    dist.broadcast(flag, src=0)
+    return bool(flag.item())
+
+
+def train_rank(spec: TrainingSpec) -> Optional[Dict]:
+    """Train for ``spec.knobs.epochs`` epochs (resuming from ``last.pt`` if present); rank 0 checkpoints each epoch."""
+    rank, world, device = _start_rank(spec)
+    model = MultiDAE(spec.knobs.model_config(spec.n_items))
+    state = _restore(spec, model)
+    best = BestEpoch.from_state(state["best"], spec.knobs.patience)
     model.to(device)
     # Gradients live in DDP's all-reduce buckets: no 120 MB copy in and out of them per step.
-    ddp = DDP(model, device_ids=[int(device.split(":")[1])] if use_gpu else None, gradient_as_bucket_view=True)
-    optimizer = adam(ddp.parameters(), float(spec["lr"]), float(spec["weight_decay"]))
-    if optimizer_state is not None:
-        optimizer.load_state_dict(optimizer_state)
-
-    steps = int(spec["steps_per_epoch"])
-    converter = spec["converter"]
-    pad = PadItems(spec["width"])
-    with converter.make_torch_dataloader(
-        batch_size=int(spec["batch_size"]),
-        num_epochs=None,
-        cur_shard=rank,
-        shard_count=world,
-        transform_spec=pad.spec(),
-        workers_count=int(spec["reader_workers"]),
-        shuffling_queue_capacity=int(spec["shuffle_buffer"]),
-        seed=int(spec["seed"]) + rank,
+    ddp = DDP(model, device_ids=[int(device.split(":")[1])] if spec.use_gpu else None, gradient_as_bucket_view=True)
+    optimizer = make_optimizer(ddp.module, spec.knobs)
+    if state["optimizer"] is not None:
+        optimizer.load_state_dict(state["optimizer"])
+    stopped = best.should_stop(state["epoch"]) if state["epoch"] else False
+    with spec.converter.make_torch_dataloader(
+        batch_size=spec.knobs.batch_size, num_epochs=None, cur_shard=rank, shard_count=world,
+        transform_spec=PadItems(spec.width).spec(), workers_count=spec.reader_workers,
+        shuffling_queue_capacity=spec.shuffle_buffer, seed=spec.knobs.seed + rank,
     ) as loader:
         batches = iter(loader)
-        for epoch in range(start_epoch, int(spec["epochs"])):
-            ddp.train()
+        for epoch in range(state["epoch"] + 1, spec.knobs.epochs + 1):
+            if stopped:
+                break
             started = time.perf_counter()
-            totals = torch.zeros(2, dtype=torch.float64, device=device)
-            waited = 0.0  # time blocked on petastorm: tells an input-bound epoch from a compute-bound one
-            for _ in range(steps):
-                asked = time.perf_counter()
-                batch = next(batches)
-                waited += time.perf_counter() - asked
-                lengths = batch["n"].long()
-                # Rows are padded to the longest user in the data set; this batch needs only its own longest.
-                items = batch["items"][:, : max(1, int(lengths.max()))].to(device)
-                lengths = lengths.to(device)
-                loss = multinomial_loss(ddp(items, lengths), items, lengths)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                totals += torch.tensor([loss.item() * len(lengths), len(lengths)], dtype=torch.float64, device=device)
-            dist.all_reduce(totals)
-            totals = totals.cpu()
-            epoch_time = time.perf_counter() - started
+            totals, waited, state["step"] = _run_epoch(spec, ddp, optimizer, batches, state["step"], device)
+            stop = False
             if rank == 0:
-                record = {"epoch": epoch + 1, "loss": float(totals[0] / max(totals[1], 1)), "epoch_seconds": epoch_time,
-                          "users_seen": int(totals[1]), "input_wait_seconds": waited}
-                record.update({f"val_{k}": v for k, v in evaluate_heldout(model_scorer(model, device), spec["validation"], int(spec["eval_batch_size"])).items()})
-                history.append(record)
-                log.info("epoch %d/%d loss %.3f val ndcg@100 %s (%.1fs, %.1fs waiting for input)", epoch + 1, spec["epochs"],
-                         record["loss"], "%.4f" % record["val_ndcg@100"] if "val_ndcg@100" in record else "n/a", epoch_time, waited)
-                state = {"epoch": epoch + 1, "model_config": config.to_dict(),
-                         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                         "optimizer": optimizer.state_dict(), "history": history}
-                storage.write_atomically(checkpoint_uri, to_bytes(state))
+                record = {"epoch": epoch, "loss_sum": float(totals[0]), "users_seen": int(totals[1]),
+                          "epoch_seconds": time.perf_counter() - started, "input_wait_seconds": waited}
+                stop = _end_epoch(spec, model, optimizer, state, best, record)
+            stopped = _stop_everywhere(stop, device)
             dist.barrier()
     dist.destroy_process_group()
     # Every rank returns the same kind of answer: in local mode TorchDistributor keeps whichever rank
@@ -210,7 +208,8 @@ def train_rank(spec: Dict) -> Optional[Dict]:
 
 # The rank function and what it uses travel by value: torchrun's child processes on an executor
 # import only installed packages, not the --py-files zip that the executor's own Python worker sees.
-SHIPPED_BY_VALUE = ("jobs.multidae_training", "common.model", "common.ranking_metrics", "common.storage")
+SHIPPED_BY_VALUE = ("jobs.multidae_training", "common.training", "common.evaluation", "common.checkpoint", "common.model",
+                    "common.ranking_metrics", "common.storage", "common.manifest", "common.paths")
 
 
 def ship_by_value():

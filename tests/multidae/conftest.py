@@ -25,6 +25,9 @@ TRACK_ID_OFFSET = 1000
 NO_POSITIVES_USER = 999_999  # listened to things, liked nothing: must still get recommendations
 
 RESUME_MARKER_LOSS = 12345.0  # the loss recorded by the pretend-interrupted first epoch
+# ... and its validation NDCG@100: the ceiling, so no later epoch can beat it (only a strictly better one
+# replaces the best). The resumed run's validation peaks at epoch 1 and must publish epoch 1's weights.
+RESUME_MARKER_NDCG = 1.0
 
 TINY = [
     "multidae.dims=[32, 8]",
@@ -100,32 +103,41 @@ def interactions_root(spark, tmp_path_factory):
     return root
 
 
-def write_interrupted_run(root: str, version: str) -> None:
-    """What a run killed after its first epoch leaves: only rank 0's last.pt in the work directory."""
+def write_interrupted_run(root: str, version: str) -> dict:
+    """What a run killed after its first epoch leaves: only rank 0's last.pt in the work directory.
+
+    Returns the first epoch's weights (the best so far, by its recorded validation NDCG).
+    """
     import torch
 
+    from common.checkpoint import to_bytes
     from common.model import MultiDAE, MultiDAEConfig, multinomial_loss, pad_batch
     from common.storage import FsspecStorage, join
-    from jobs.multidae_training import LAST_CHECKPOINT, to_bytes
+    from common.training import Knobs, cpu_weights, make_optimizer
+    from jobs.multidae_training import LAST_CHECKPOINT
 
     config = MultiDAEConfig(n_items=TRACKS, dims=[32, 8], dropout=0.5)
     model = MultiDAE(config)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    optimizer = make_optimizer(model, Knobs(lr=1e-3))
     items, lengths = pad_batch([[1, 2, 3], [4, 5]])
     multinomial_loss(model(items, lengths), items, lengths).backward()
     optimizer.step()
-    state = {"epoch": 1, "model_config": config.to_dict(), "model": model.state_dict(),
-             "optimizer": optimizer.state_dict(),
-             "history": [{"epoch": 1, "loss": RESUME_MARKER_LOSS, "epoch_seconds": 0.0, "users_seen": 0}]}
+    record = {"epoch": 1, "loss": RESUME_MARKER_LOSS, "epoch_seconds": 0.0, "users_seen": 0,
+              "val_ndcg@100": RESUME_MARKER_NDCG, "val_recall@20": 1.0, "val_recall@50": 1.0}
+    weights = cpu_weights(model)
+    state = {"epoch": 1, "step": 1, "model_config": config.to_dict(), "model": model.state_dict(),
+             "optimizer": optimizer.state_dict(), "history": [record],
+             "best": {"epoch": 1, "record": record, "weights": weights}}
     FsspecStorage().write_bytes(join(root, "models", "multidae", "_work", version, LAST_CHECKPOINT), to_bytes(state))
+    return weights
 
 
 @pytest.fixture(scope="session")
 def trained_root(spark, interactions_root):
     """interactions_root plus model v1, trained by the job (2 ranks, local_mode, petastorm) resuming an
-    interrupted run after its first epoch; returns (root, the job's metrics)."""
+    interrupted run after its first epoch; returns (root, the job's metrics, the interrupted epoch's weights)."""
     from jobs import train_multidae
 
-    write_interrupted_run(interactions_root, "v1")
-    metrics = train_multidae.run(spark, tiny_config(interactions_root), "v1")
-    return interactions_root, metrics
+    first_epoch = write_interrupted_run(interactions_root, "v1")
+    metrics = train_multidae.run(spark, tiny_config(interactions_root, "multidae.epochs=3"), "v1")
+    return interactions_root, metrics, first_epoch

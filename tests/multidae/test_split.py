@@ -1,7 +1,7 @@
 """The held-out-users split: deterministic, the paper's 80/20 fold-in, targets never in the training rows."""
 from pyspark.sql import functions as F
 
-from jobs.train_multidae import build_split, positives_by_user
+from common.heldout_split import build_split, positives_by_user
 
 SPLIT = {"validation_fraction": 0.25, "test_fraction": 0.25, "heldout_fraction": 0.2, "min_items": 5, "seed": 3}
 

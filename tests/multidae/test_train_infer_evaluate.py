@@ -10,8 +10,9 @@ from pyspark.sql import functions as F
 
 from common.manifest import sha256
 from common.storage import FsspecStorage, join, local_path
-from jobs import evaluate_offline, infer_recommendations, train_multidae
-from tests.multidae.conftest import NO_POSITIVES_USER, RESUME_MARKER_LOSS, TRACK_ID_OFFSET, TRACKS, USERS, tiny_config
+from common.checkpoint import load_checkpoint, model_from_checkpoint
+from jobs import evaluate_offline, infer_recommendations
+from tests.multidae.conftest import NO_POSITIVES_USER, RESUME_MARKER_LOSS, RESUME_MARKER_NDCG, TRACK_ID_OFFSET, TRACKS, USERS, tiny_config
 
 pytestmark = pytest.mark.slow
 
@@ -19,13 +20,14 @@ fs = FsspecStorage()
 
 
 def test_training_resumed_and_published(trained_root):
-    root, metrics = trained_root
+    root, metrics, _ = trained_root
     model_dir = join(root, "models", "multidae", "v1")
     history = metrics["epochs"]
-    # The interrupted run's epoch 1 is kept, only epoch 2 was trained.
-    assert [h["epoch"] for h in history] == [1, 2] and history[0]["loss"] == RESUME_MARKER_LOSS
-    assert history[1]["loss"] != RESUME_MARKER_LOSS and history[1]["users_seen"] >= metrics["train_users"]
-    assert 0 <= history[1]["val_ndcg@100"] <= 1 and set(metrics["test"]) == {"ndcg@100", "recall@20", "recall@50"}
+    # The interrupted run's epoch 1 is kept, only epochs 2 and 3 were trained.
+    assert [h["epoch"] for h in history] == [1, 2, 3] and history[0]["loss"] == RESUME_MARKER_LOSS
+    assert all(h["loss"] != RESUME_MARKER_LOSS and h["users_seen"] >= metrics["train_users"] for h in history[1:])
+    assert all(0 <= h["val_ndcg@100"] < RESUME_MARKER_NDCG for h in history[1:])
+    assert set(metrics["test"]) == {"ndcg@100", "recall@20", "recall@50"}
     assert metrics["world_size"] == 2 and metrics["rank_process"]["executable"]  # two local ranks beside the driver
     assert fs.read_text(join(root, "models", "multidae", "LATEST")).strip() == "v1"
     assert not fs.exists(join(root, "models", "multidae", "_work", "v1"))
@@ -36,14 +38,25 @@ def test_training_resumed_and_published(trained_root):
 
     data = fs.read_bytes(join(model_dir, "model.pt"))
     checkpoint = torch.load(io.BytesIO(data), weights_only=True)  # plain tensors and containers only
-    assert checkpoint["model_config"] == {"n_items": TRACKS, "dims": [32, 8], "dropout": 0.5}
+    assert checkpoint["model_config"] == {"n_items": TRACKS, "dims": [32, 8], "dropout": 0.5, "variant": "dae"}
     assert checkpoint["item_index"].tolist() == list(range(TRACK_ID_OFFSET, TRACK_ID_OFFSET + TRACKS))
     assert checkpoint["interactions_run"] == "run1" and checkpoint["versions"]["torch"] == torch.__version__
     assert json.loads(fs.read_text(join(model_dir, "_MANIFEST.json")))["model_sha256"] == sha256(data)
 
 
+def test_peak_epoch_weights_are_published(trained_root):
+    """Validation peaked at epoch 1 (kept through the resume): the published weights are epoch 1's, not the last's."""
+    root, metrics, first_epoch = trained_root
+    assert metrics["best_epoch"]["epoch"] == 1 and metrics["best_epoch"]["val_ndcg@100"] == RESUME_MARKER_NDCG
+    assert metrics["last_epoch"]["epoch"] == 3 and metrics["last_epoch"]["val_ndcg@100"] < RESUME_MARKER_NDCG
+    checkpoint = torch.load(io.BytesIO(fs.read_bytes(join(root, "models", "multidae", "v1", "model.pt"))), weights_only=True)
+    assert checkpoint["best_epoch"] == 1 and set(checkpoint["state_dict"]) == set(first_epoch)
+    for name, tensor in first_epoch.items():
+        assert torch.equal(checkpoint["state_dict"][name], tensor), name
+
+
 def test_tampered_model_is_rejected(trained_root, tmp_path):
-    root, _ = trained_root
+    root, _, _ = trained_root
     copy = "file://" + str(tmp_path / "root")
     src = local_path(join(root, "models", "multidae", "v1"))
     import shutil
@@ -52,11 +65,11 @@ def test_tampered_model_is_rejected(trained_root, tmp_path):
     path = tmp_path / "root" / "models" / "multidae" / "v1" / "model.pt"
     path.write_bytes(path.read_bytes()[:-10] + b"0123456789")
     with pytest.raises(ValueError, match="checksum"):
-        train_multidae.load_checkpoint(fs, tiny_config(copy), "v1")
+        load_checkpoint(fs, tiny_config(copy), "v1")
 
 
 def test_scores_descending_distinct_valid_and_exclusion(spark, trained_root):
-    root, _ = trained_root
+    root, _, _ = trained_root
     model_bytes = fs.read_bytes(join(root, "models", "multidae", "v1", "model.pt"))
     users = spark.createDataFrame([(1, [0, 1, 2, 3, 4]), (2, []), (3, list(range(100)))], "user long, items array<int>")
     for exclude in (False, True):
@@ -70,14 +83,14 @@ def test_scores_descending_distinct_valid_and_exclusion(spark, trained_root):
         if exclude:
             assert not consumed & set(rows[3]["tracks"])
         else:  # exactly the model's 50 highest logits, consumed or not
-            model = train_multidae.model_from_checkpoint(torch.load(io.BytesIO(model_bytes), weights_only=True))
+            model = model_from_checkpoint(torch.load(io.BytesIO(model_bytes), weights_only=True))
             with torch.no_grad():
                 logits = model(torch.arange(100).unsqueeze(0), torch.tensor([100]))[0]
             assert rows[3]["tracks"] == (logits.topk(50).indices + TRACK_ID_OFFSET).tolist()
 
 
 def test_infer_writes_the_recommendations_contract(spark, trained_root):
-    root, _ = trained_root
+    root, _, _ = trained_root
     manifest = infer_recommendations.run(spark, tiny_config(root))
     out = join(root, "recommendations", "v1")
     assert fs.read_text(join(root, "recommendations", "LATEST")).strip() == "v1" and fs.exists(join(out, "_SUCCESS"))
@@ -99,7 +112,7 @@ def test_infer_writes_the_recommendations_contract(spark, trained_root):
 
 
 def test_evaluation_table(spark, trained_root):
-    root, metrics = trained_root
+    root, metrics, _ = trained_root
     report = evaluate_offline.run(spark, tiny_config(root))
     results = report["results"]
     assert list(results) == ["TopPop", "ALS (implicit)", "EASE", "MultiDAE"]
