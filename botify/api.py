@@ -1,4 +1,4 @@
-"""The public API blueprint (DESIGN "botify HTTP API", wire-compatible with the course's simulator client):
+"""The public API blueprint (docs/design.md "HTTP API", wire-compatible with the course's simulator client):
 ``GET /``, ``GET /track/<id>``, ``POST /next/<user>``, ``POST /last/<user>``."""
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Fetch what botify serves from storage and check it before anything is switched.
 
-Recommendations follow the storage contract (README, DESIGN.md):
+Recommendations follow the storage contract (docs/design.md):
 ``<root>/recommendations/<version>/`` with ``json/part-*.json``,
 ``top_tracks.json``, ``_MANIFEST.json`` and ``_SUCCESS``; ``LATEST`` names the
 current version. A version is accepted only when ``_SUCCESS`` exists, the JSON

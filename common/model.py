@@ -144,7 +144,7 @@ def model_loss(model: nn.Module, items: torch.Tensor, lengths: torch.Tensor, bet
 def adam(parameters, lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
     """Adam with the fused kernel: the same update, but one pass over the 30M parameters instead of a
     dozen elementwise ops per tensor; on CPU that took the step from ~0.4 s to ~0.05 s (a third of a
-    training step became a tenth; README: MultiDAE). ``parameters`` may be param groups."""
+    training step became a tenth; docs/benchmarks.md). ``parameters`` may be param groups."""
     return torch.optim.Adam(parameters, lr=lr, weight_decay=weight_decay, fused=True)
 
 

@@ -1,4 +1,4 @@
-"""Where things live under the storage root (DESIGN.md "Storage root")."""
+"""Where things live under the storage root (docs/design.md "Storage root and layout")."""
 from __future__ import annotations
 
 import os

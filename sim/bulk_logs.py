@@ -1,4 +1,4 @@
-"""Bulk event-log generator for scale tests: simulated sessions written straight to DESIGN.md JSON lines.
+"""Bulk event-log generator for scale tests: simulated sessions written straight to event-log JSON lines (docs/design.md).
 
 No HTTP and no botify: sessions come from the user model (sim.user_model)
 answering an in-process policy (``--policy``, default ``sticky``), in a world

@@ -1,6 +1,6 @@
 """World generator: a synthetic music catalog and user base, determined entirely by a seed.
 
-The generative story (the README's "sim" section tells it in prose):
+The generative story (docs/sim.md tells it in prose):
 
 1. **Genres.** ``genres`` unit vectors in ``dim`` dimensions. Each is a shared
    "mainstream" direction (weight ``mainstream``) plus a genre-specific random

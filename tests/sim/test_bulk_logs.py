@@ -1,4 +1,4 @@
-"""Bulk logs: DESIGN.md event format, sessions from the user model, experiments hashing, determinism."""
+"""Bulk logs: docs/design.md event format, sessions from the user model, experiments hashing, determinism."""
 from __future__ import annotations
 
 import json
