@@ -1,20 +1,45 @@
-"""Reading botify event logs (DESIGN.md contract) in Spark, with malformed lines kept aside.
+"""Reading botify event logs (docs/design.md contract) in Spark, with rejected lines kept aside.
 
 Every line gets either a typed event or a ``reason`` naming what is wrong with
-it, so a job can count malformed lines by reason, quarantine them with their
-source file, and go on with the valid ones. Spark SQL only: no Python UDFs.
+it, so a job can count rejected lines by reason, quarantine them with their
+source file, and go on with the valid ones. :func:`load_events` is that whole
+intake step (read, parse, check the error ratio, quarantine) for every job.
+Spark SQL only: no Python UDFs.
+
+Types are strict: ``user``, ``track``, ``timestamp`` and ``recommendation``
+must be JSON integers, ``time`` and ``latency`` JSON numbers; a string such
+as ``" 17 "`` or ``"0.5"``, a boolean or a float id is rejected with the
+field's ``bad_<field>`` reason rather than coerced, because a client that
+sends strings is not speaking the protocol and its values cannot be trusted
+to mean what the numbers would.
 """
 from __future__ import annotations
 
-from typing import Dict, Tuple
+import logging
+from dataclasses import dataclass
+from typing import Dict, Optional, Tuple
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from common.schemas import MESSAGES, RAW_EVENT_SCHEMA
+from common.schemas import EVENT_FIELDS, EVENT_SCHEMA, MESSAGES
+from common.storage import Storage, atomic_output, join
 
-TYPED_FIELDS = ("message", "timestamp", "user", "track", "time", "latency", "recommendation", "experiments")
+log = logging.getLogger(__name__)
+
+# A valid event the job cannot use (its track is not in the catalog): quarantined and
+# counted, but not held against max_error_ratio — old logs may hold many and they say
+# nothing about whether the log itself is damaged.
+NOT_MALFORMED = ("unknown_track",)
+
+_CORRUPT = "_corrupt"
+_INF = float("inf")
+# Strict: a JSON string "NaN"/"Infinity" is a string, not a number.
+_JSON_OPTIONS = {"columnNameOfCorruptRecord": _CORRUPT, "allowNonNumericNumbers": "false"}
+_TYPED = T.StructType(EVENT_SCHEMA.fields + [T.StructField(_CORRUPT, T.StringType())])
+# Every field as text: says only whether a key is present (and the line an object).
+_PRESENCE = T.StructType([T.StructField(f, T.StringType()) for f in EVENT_FIELDS] + [T.StructField(_CORRUPT, T.StringType())])
 
 
 def read_lines(spark: SparkSession, uri: str) -> DataFrame:
@@ -24,68 +49,86 @@ def read_lines(spark: SparkSession, uri: str) -> DataFrame:
     )
 
 
-def parse_lines(lines: DataFrame) -> DataFrame:
-    """Add typed event columns and ``reason`` (null when the line is a valid event)."""
-    # One JSON parse per line: the parser itself reports what is not a JSON object.
-    schema = T.StructType(RAW_EVENT_SCHEMA.fields + [T.StructField("_corrupt", T.StringType())])
-    df = lines.withColumn("_e", F.from_json("line", schema, {"columnNameOfCorruptRecord": "_corrupt"}))
-    message = F.col("_e.message")
-    timestamp = F.col("_e.timestamp").try_cast("bigint")
-    user = F.col("_e.user").try_cast("bigint")
-    track = F.col("_e.track").try_cast("bigint")
-    time = F.col("_e.time").try_cast("double")
-    latency = F.col("_e.latency").try_cast("double")
-    recommendation = F.col("_e.recommendation").try_cast("bigint")
+def _wrong_type(field: str) -> Column:
+    """The field is present but not of its JSON type (parsed alone, so the answer does not
+    depend on how the engine reports partial results of a failed line)."""
+    dtype = EVENT_SCHEMA[field].dataType
+    probe = F.from_json("_text", T.StructType([T.StructField(field, dtype), T.StructField(_CORRUPT, T.StringType())]),
+                        _JSON_OPTIONS)
+    return F.col("_raw").getField(field).isNotNull() & probe.getField(_CORRUPT).isNotNull()
+
+
+def _reason() -> Column:
+    e = F.col("_e")
+    message, user, track, time = e["message"], e["user"], e["track"], e["time"]
+    timestamp, latency = e["timestamp"], e["latency"]
+    corrupt = e[_CORRUPT].isNotNull()
 
     def missing(name: str) -> Column:
-        return F.col(f"_e.{name}").isNull()
+        # _raw is only parsed for lines the typed parse rejected; for the others a null typed value is a missing key.
+        return e[name].isNull() & F.col("_raw").getField(name).isNull()
 
-    reason = (
-        F.when(F.col("_e._corrupt").isNotNull() | F.col("line").isNull(), F.lit("not_json_object"))
+    def bad(name: str, invalid_value: Column) -> Column:
+        return (corrupt & _wrong_type(name)) | invalid_value
+
+    return (
+        F.when(F.col("_text").isNull(), F.lit("not_utf8_text"))
+        .when(corrupt & F.col("_raw").getField(_CORRUPT).isNotNull(), "not_json_object")
         .when(missing("message"), "missing_message")
         .when(~message.isin(*MESSAGES), "bad_message")
         .when(missing("user"), "missing_user")
-        .when(user.isNull() | (user < 0), "bad_user")
+        .when(bad("user", user < 0), "bad_user")
         .when(missing("track"), "missing_track")
-        .when(track.isNull() | (track < 0), "bad_track")
+        .when(bad("track", track < 0), "bad_track")
         .when(missing("time"), "missing_time")
-        .when(time.isNull() | F.isnan(time) | (time < 0) | (time > 1), "bad_time")
+        .when(bad("time", F.isnan(time) | (time < 0) | (time > 1)), "bad_time")
         .when(missing("timestamp"), "missing_timestamp")
-        .when(timestamp.isNull(), "bad_timestamp")
-        .when(~missing("latency") & (latency.isNull() | F.isnan(latency) | (latency < 0)), "bad_latency")
-        .when(~missing("recommendation") & recommendation.isNull(), "bad_recommendation")
+        .when(bad("timestamp", F.lit(False)), "bad_timestamp")
+        .when(bad("latency", F.isnan(latency) | (latency < 0) | (latency == _INF)), "bad_latency")
+        .when(bad("recommendation", F.lit(False)), "bad_recommendation")
+        .when(bad("experiments", F.lit(False)), "bad_experiments")
+        .when(corrupt, "not_json_object")
     )
-    return df.select(
-        "line",
-        "source",
-        reason.alias("reason"),
-        message.alias("message"),
-        timestamp.alias("timestamp"),
-        user.alias("user"),
-        track.alias("track"),
-        time.alias("time"),
-        latency.alias("latency"),
-        recommendation.alias("recommendation"),
-        F.coalesce(F.col("_e.experiments"), F.create_map().cast("map<string,string>")).alias("experiments"),
-    )
+
+
+def parse_lines(lines: DataFrame) -> DataFrame:
+    """Add typed event columns and ``reason`` (null when the line is a valid event)."""
+    # Binary junk never reaches the JSON parser: Jackson would guess a UTF-16/32 encoding
+    # from its NUL bytes and the line would be judged as something it is not.
+    text = F.when(F.is_valid_utf8("line") & ~F.col("line").contains("\x00"), F.col("line"))
+    df = lines.withColumn("_text", text).withColumn("_e", F.from_json("_text", _TYPED, _JSON_OPTIONS))
+    df = df.withColumn("_raw", F.when(F.col("_e").getField(_CORRUPT).isNotNull(),
+                                      F.from_json("_text", _PRESENCE, _JSON_OPTIONS)))
+    reason = _reason()
+    fields = [F.col("_e").getField(f).alias(f) for f in EVENT_FIELDS if f != "experiments"]
+    experiments = F.coalesce(F.col("_e.experiments"), F.create_map().cast("map<string,string>")).alias("experiments")
+    return df.select("line", "source", reason.alias("reason"), *fields, experiments)
+
+
+def mark_unknown_tracks(parsed: DataFrame, catalog_tracks: DataFrame) -> DataFrame:
+    """Otherwise valid events whose track is not in the catalog get the reason ``unknown_track``."""
+    known = catalog_tracks.select(F.col("track").alias("_known")).distinct()
+    joined = parsed.join(F.broadcast(known), parsed["track"] == known["_known"], "left")
+    reason = F.when(F.col("reason").isNull() & F.col("_known").isNull(), F.lit("unknown_track")).otherwise(F.col("reason"))
+    return joined.withColumn("reason", reason).drop("_known")
 
 
 def split_valid(parsed: DataFrame) -> Tuple[DataFrame, DataFrame]:
-    """(valid typed events, malformed lines with reason and source)."""
-    valid = parsed.where(F.col("reason").isNull()).select(*TYPED_FIELDS)
+    """(valid typed events, rejected lines with reason and source)."""
+    valid = parsed.where(F.col("reason").isNull()).select(*EVENT_FIELDS)
     bad = parsed.where(F.col("reason").isNotNull()).select("reason", "source", "line")
     return valid, bad
 
 
 def count_reasons(parsed: DataFrame) -> Tuple[int, Dict[str, int]]:
-    """(total lines, malformed lines per reason) in one pass."""
+    """(total lines, rejected lines per reason) in one pass."""
     rows = parsed.groupBy("reason").count().collect()
     total = sum(r["count"] for r in rows)
     return total, {r["reason"]: r["count"] for r in rows if r["reason"] is not None}
 
 
 class TooManyMalformed(RuntimeError):
-    """The malformed share of the input exceeds the configured ratio; nothing was published."""
+    """The malformed share of the input exceeds the configured ratio; nothing was written."""
 
 
 def check_error_ratio(total: int, malformed: Dict[str, int], max_ratio: float, where: str) -> None:
@@ -97,3 +140,55 @@ def check_error_ratio(total: int, malformed: Dict[str, int], max_ratio: float, w
         raise TooManyMalformed(
             f"{where}: {bad} of {total} lines malformed ({bad / total:.4%} > max_error_ratio {max_ratio:.4%}): {detail}"
         )
+
+
+@dataclass
+class LoadedEvents:
+    """What :func:`load_events` read: the valid events (persisted) and the counts a manifest reports."""
+
+    events: DataFrame
+    lines: int
+    malformed: Dict[str, int]       # reason -> lines, held against max_error_ratio
+    unknown_tracks: int             # valid lines whose track the catalog does not know
+    quarantine: Optional[str]       # where the rejected lines went (None: there were none)
+
+    @property
+    def valid_lines(self) -> int:
+        return self.lines - sum(self.malformed.values()) - self.unknown_tracks
+
+    def release(self) -> None:
+        self.events.unpersist()
+
+
+def load_events(spark: SparkSession, storage: Storage, input_uri: str, quarantine_uri: str, max_error_ratio: float,
+                catalog_tracks: Optional[DataFrame] = None) -> LoadedEvents:
+    """Read, parse, check the error ratio, quarantine: the intake of every job that reads event logs.
+
+    The ratio is checked before anything is written, so a failed check leaves
+    no quarantine behind either. With ``catalog_tracks``, events of tracks
+    it does not hold are set aside as ``unknown_track`` (see NOT_MALFORMED).
+    """
+    parsed = parse_lines(read_lines(spark, input_uri))
+    if catalog_tracks is not None:
+        parsed = mark_unknown_tracks(parsed, catalog_tracks)
+    # The raw line and its file are kept only for rejected lines, so the cache holds a few numbers per event.
+    rejected = F.col("reason").isNotNull()
+    parsed = parsed.select("reason", F.when(rejected, F.col("line")).alias("line"),
+                           F.when(rejected, F.col("source")).alias("source"), *EVENT_FIELDS).persist()
+    total, reasons = count_reasons(parsed)
+    malformed = {k: v for k, v in reasons.items() if k not in NOT_MALFORMED}
+    log.info("read %d lines from %s, %d malformed, %s", total, input_uri, sum(malformed.values()),
+             {k: v for k, v in reasons.items() if k in NOT_MALFORMED} or "no unusable events")
+    try:
+        check_error_ratio(total, malformed, max_error_ratio, input_uri)
+    except TooManyMalformed:
+        parsed.unpersist()
+        raise
+    valid, bad = split_valid(parsed)
+    if reasons:
+        with atomic_output(storage, quarantine_uri) as tmp:
+            bad.write.mode("overwrite").json(join(tmp, "lines"))
+        log.warning("quarantined %s -> %s", reasons, quarantine_uri)
+    return LoadedEvents(events=valid, lines=total, malformed=malformed,
+                        unknown_tracks=sum(v for k, v in reasons.items() if k in NOT_MALFORMED),
+                        quarantine=quarantine_uri if reasons else None)

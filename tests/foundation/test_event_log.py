@@ -1,9 +1,12 @@
-"""Event-log parsing: every malformed line gets a reason, valid lines keep their types."""
+"""Event-log parsing: every malformed line gets a reason, valid lines keep their types (strictly)."""
 import json
+from pathlib import Path
 
 import pytest
 
 from common import event_log
+
+COURSE_LOG = Path(__file__).resolve().parents[1] / "ab" / "data" / "course_botify.jsonl"
 
 
 def parse(spark, lines):
@@ -18,13 +21,12 @@ def event(**overrides):
     return json.dumps({k: v for k, v in base.items() if v is not KeyError})
 
 
-@pytest.mark.parametrize(
-    "line,reason",
-    [
+REASONS = [
         (event(), None),
         (event(recommendation=None, message="last"), None),
         (event(extra_field="ignored"), None),
-        (event(user="7"), None),  # the course's logs are lenient about numeric strings
+        (event(time=1), None),  # a JSON integer is a number: the course's first track may log time 1
+        (event(time=1.0, latency=0), None),
         ("not json at all", "not_json_object"),
         ("[1, 2, 3]", "not_json_object"),
         ('{"message": "next", "user": 1', "not_json_object"),
@@ -44,11 +46,8 @@ def event(**overrides):
         (event(timestamp="yesterday"), "bad_timestamp"),
         (event(latency="slow"), "bad_latency"),
         (event(recommendation="x"), "bad_recommendation"),
-    ],
-)
-def test_reasons(spark, line, reason):
-    row = parse(spark, [line]).first()
-    assert row["reason"] == reason
+        (event(experiments=["AB", "C"]), "bad_experiments"),
+]
 
 
 def test_valid_line_is_typed(spark):
@@ -73,3 +72,65 @@ def test_error_ratio():
         event_log.check_error_ratio(100, {"bad_time": 2}, 0.01, "x")
     with pytest.raises(event_log.TooManyMalformed, match="no input"):
         event_log.check_error_ratio(0, {}, 0.5, "x")
+
+
+STRICT = [
+        # Strict types: numbers in strings, booleans and float ids are not coerced.
+        (event(user=" 17 "), "bad_user"),
+        (event(user="7"), "bad_user"),
+        (event(user=True), "bad_user"),
+        (event(user=7.0), "bad_user"),
+        (event(user=2**64), "bad_user"),
+        (event(track="5"), "bad_track"),
+        (event(track=False), "bad_track"),
+        (event(time="0.5"), "bad_time"),
+        (event(time=True), "bad_time"),
+        (event(time="Infinity"), "bad_time"),
+        (event(timestamp="1700000000000"), "bad_timestamp"),
+        (event(timestamp=1.7e12), "bad_timestamp"),
+        (event(latency="0.1"), "bad_latency"),
+        (event().replace('"latency": 0.001', '"latency": 1e400'), "bad_latency"),  # overflows to infinity
+        (event(latency=float("inf")), "not_json_object"),  # json.dumps writes Infinity: not JSON
+        (event(latency=False), "bad_latency"),
+        (event(recommendation="3"), "bad_recommendation"),
+        (event(recommendation=True), "bad_recommendation"),
+]
+
+
+@pytest.fixture(scope="module")
+def reasons(spark):
+    """Every case line parsed in one Spark job (one job per case would cost a second each)."""
+    lines = sorted({line for line, _ in REASONS + STRICT})
+    return {r["line"]: r["reason"] for r in parse(spark, lines).collect()}
+
+
+@pytest.mark.parametrize("line,reason", REASONS)
+def test_reasons(reasons, line, reason):
+    assert reasons[line] == reason
+
+
+@pytest.mark.parametrize("line,reason", STRICT)
+def test_strict_types_are_rejected_not_coerced(reasons, line, reason):
+    assert reasons[line] == reason
+
+
+def test_first_failing_field_names_the_reason(spark):
+    row = parse(spark, [event(user=" 17 ", time="0.5")]).first()
+    assert row["reason"] == "bad_user"
+
+
+def test_binary_junk_is_reported_as_not_text(spark, tmp_path):
+    """Bytes that are not UTF-8 text (or hold NUL) are named for what they are, not as a JSON or encoding error."""
+    good = event().encode()
+    junk = [b"\x00{\"a\":1}", b"\xff\xfe{\x00\"\x00", b"\x00\x00\x00{", bytes(range(128, 256)), event().encode("utf-16-be")]
+    path = tmp_path / "dirty.jsonl"
+    path.write_bytes(b"\n".join([good, *junk, good]) + b"\n")
+    reasons = [r["reason"] for r in event_log.parse_lines(event_log.read_lines(spark, str(path))).collect()]
+    assert reasons == [None] + ["not_utf8_text"] * len(junk) + [None]
+
+
+def test_course_botify_log_parses(spark):
+    lines = COURSE_LOG.read_text().splitlines()
+    rows = parse(spark, lines).collect()
+    assert [r["reason"] for r in rows] == [None] * len(lines)
+    assert {r["time"] for r in rows} >= {1.0}
