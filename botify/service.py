@@ -64,6 +64,11 @@ class Service:
         self._next_auto_load = 0.0
         # Recommendations version last seen served ("" = the catalog alone); None until one was seen.
         self.serving: Optional[str] = None
+        try:
+            active = self.store.active()
+            self.serving = self.store.meta(active).get("recommendations") if active else None
+        except self.redis_errors:
+            pass  # Redis down at start: the upkeep thread learns it later
         self._auto_load_backoff = 1.0
         self._thread = None
         if upkeep:
