@@ -7,6 +7,7 @@ JOBS = {
     "cluster_check": "jobs.cluster_check",
     "extract_interactions": "jobs.extract_interactions",
     "train_multidae": "jobs.train_multidae",
+    "tune_multidae": "jobs.tune_multidae",
     "infer_recommendations": "jobs.infer_recommendations",
     "evaluate_offline": "jobs.evaluate_offline",
     "analyze_ab": "jobs.analyze_ab",
