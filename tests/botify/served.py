@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -51,3 +52,23 @@ def botify_serve(storage_root: str, workdir: Path, *args: str):
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
+
+
+# What a slow or stalled client leaves on a connection: nothing, part of a request line, headers without their end.
+STALLS = [b"", b"POST /ne", b"POST /next/1 HTTP/1.1\r\n", b"POST /next/1 HTTP/1.1\r\nHost: botify\r\nContent-Le"]
+
+
+@contextlib.contextmanager
+def idle_connections(host: str, port: int, count: int):
+    """``count`` sockets, each sending one of STALLS and then nothing more, held open until exit."""
+    sockets = []
+    try:
+        for i in range(count):
+            sock = socket.create_connection((host, port), timeout=10)
+            sockets.append(sock)
+            if STALLS[i % len(STALLS)]:
+                sock.sendall(STALLS[i % len(STALLS)])
+        yield sockets
+    finally:
+        for sock in sockets:
+            sock.close()
