@@ -12,10 +12,14 @@ positives except the held-out users' targets.
 - TopPop: item popularity in the training rows.
 - ALS: Spark MLlib ALS with implicit preferences, scored as user factors x
   item factors (the fold-ins are in its training rows, so every held-out
-  user has a factor).
-- EASE (Steck 2019): closed form over the training items, only when their
-  count is at most ``evaluate.ease.max_items`` (it inverts an items x items matrix).
-- MultiDAE: the model version.
+  user has a factor). Its rank, regParam and alpha are chosen on the
+  validation users (``evaluate.als.grid``, one knob at a time), as the
+  MultiDAE's epoch and knobs are: a tuned model against a tuned model.
+- EASE (Steck 2019): closed form over the items with any training positive,
+  when there are at most ``evaluate.ease.max_items`` of them (it inverts an
+  items x items matrix).
+- MultiDAE: the model version, and with ``--also`` other versions trained on
+  the same run and split (e.g. the seed profile and a Mult-VAE).
 
 Output ``<root>/evaluation/<model version>/``: ``metrics.md``, ``metrics.json``, ``_SUCCESS``.
 """
@@ -25,7 +29,7 @@ import argparse
 import json
 import logging
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from pyspark.sql import DataFrame, SparkSession
@@ -34,7 +38,7 @@ from scipy import sparse
 
 from common.checkpoint import load_checkpoint, model_from_checkpoint
 from common.config import load_config
-from common.evaluation import evaluate_heldout, model_scorer
+from common.evaluation import Scorer, evaluate_heldout, model_scorer
 from common.heldout_split import build_split, collect_heldout
 from common.interactions_run import interactions_dir
 from common.paths import resolve
@@ -42,9 +46,6 @@ from common.spark import add_job_arguments, get_session
 from common.storage import HadoopStorage, atomic_output, join
 
 log = logging.getLogger(__name__)
-
-Scorer = Callable[[Sequence[np.ndarray], np.ndarray], np.ndarray]  # (fold-in lists, user_idx) -> scores
-
 
 # ---- baselines: each returns a Scorer -------------------------------------------------------
 
@@ -67,7 +68,8 @@ def ease_scorer(X: sparse.csr_matrix, lam: float, max_items: int) -> Optional[Sc
         log.warning("EASE skipped: %d training items > evaluate.ease.max_items=%d", len(seen), max_items)
         return None
     Xs = X[:, seen]
-    gram = (Xs.T @ Xs).toarray().astype(np.float64)
+    # float32: the ridge (lam on the diagonal) keeps the inverse well conditioned, and it halves the memory.
+    gram = (Xs.T @ Xs).toarray().astype(np.float32)
     gram[np.diag_indices_from(gram)] += lam
     P = np.linalg.inv(gram)
     B = -P / np.diag(P)
@@ -77,8 +79,8 @@ def ease_scorer(X: sparse.csr_matrix, lam: float, max_items: int) -> Optional[Sc
     n_items = X.shape[1]
 
     def score(fold_in: Sequence[np.ndarray], user_idx: np.ndarray) -> np.ndarray:
-        out = np.full((len(fold_in), n_items), -np.inf, dtype=np.float64)
-        rows = np.zeros((len(fold_in), len(seen)))
+        out = np.full((len(fold_in), n_items), -np.inf, dtype=np.float32)
+        rows = np.zeros((len(fold_in), len(seen)), dtype=np.float32)
         for r, items in enumerate(fold_in):
             known = position[items]
             rows[r, known[known >= 0]] = 1.0
@@ -88,44 +90,92 @@ def ease_scorer(X: sparse.csr_matrix, lam: float, max_items: int) -> Optional[Sc
     return score
 
 
-def als_scorer(spark: SparkSession, train: DataFrame, n_items: int, settings: Dict,
-               heldout_users: np.ndarray) -> Scorer:
+def als_fit(ratings: DataFrame, n_items: int, params: Dict, settings: Dict, users: np.ndarray) -> Scorer:
+    """Fit implicit ALS with ``params`` (rank, reg_param, alpha); a Scorer for the ``users`` it will be asked about."""
     from pyspark.ml.recommendation import ALS
 
-    # train holds the held-out users' fold-ins too: ALS has a factor for every user it scores.
-    ratings = train.select("user_idx", F.explode("items").alias("item")).withColumn("rating", F.lit(1.0).cast("float"))
-    als = ALS(implicitPrefs=True, rank=int(settings["rank"]), regParam=float(settings["reg_param"]),
-              alpha=float(settings["alpha"]), maxIter=int(settings["max_iter"]), seed=int(settings["seed"]),
+    rank = int(params["rank"])
+    als = ALS(implicitPrefs=True, rank=rank, regParam=float(params["reg_param"]), alpha=float(params["alpha"]),
+              maxIter=int(settings["max_iter"]), seed=int(settings["seed"]),
               userCol="user_idx", itemCol="item", ratingCol="rating", coldStartStrategy="drop")
     model = als.fit(ratings)
-    rank = int(settings["rank"])
     items = np.zeros((n_items, rank), dtype=np.float32)
     for row in model.itemFactors.collect():
         items[row["id"]] = row["features"]
-    wanted = set(int(u) for u in heldout_users)
-    users = {int(r["id"]): np.asarray(r["features"], dtype=np.float32)
-             for r in model.userFactors.where(F.col("id").isin(list(wanted))).collect()}
+    factors = {int(r["id"]): np.asarray(r["features"], dtype=np.float32)
+               for r in model.userFactors.where(F.col("id").isin([int(u) for u in users])).collect()}
 
     def score(fold_in: Sequence[np.ndarray], user_idx: np.ndarray) -> np.ndarray:
-        U = np.stack([users.get(int(u), np.zeros(rank, dtype=np.float32)) for u in user_idx])
+        U = np.stack([factors.get(int(u), np.zeros(rank, dtype=np.float32)) for u in user_idx])
         return U @ items.T
 
     return score
 
 
-def markdown_table(results: Dict[str, Dict[str, float]], notes: Dict[str, str]) -> str:
-    lines = ["| model | NDCG@100 | Recall@20 | Recall@50 |", "|---|---|---|---|"]
+def als_tuned(train: DataFrame, n_items: int, settings: Dict, validation: Dict, scored: np.ndarray,
+              batch: int) -> Tuple[Scorer, Dict, List[Dict]]:
+    """ALS with rank, reg_param and alpha chosen on the validation users: one knob at a time over
+    ``evaluate.als.grid``, starting from the configured values (coordinate search: 1 + sum(len - 1) fits).
+
+    Returns the chosen model's scorer (for the ``scored`` users), its parameters and every fit's figures.
+    """
+    # train holds the held-out users' fold-ins too: ALS has a factor for every user it scores.
+    ratings = train.select("user_idx", F.explode("items").alias("item")).withColumn("rating", F.lit(1.0).cast("float")).cache()
+    users = np.union1d(validation["user_idx"], scored)
+    best = {k: settings[k] for k in ("rank", "reg_param", "alpha")}
+    tried: Dict[str, Dict] = {}
+
+    def fit(params: Dict) -> Dict:
+        name = json.dumps(params, sort_keys=True)
+        if name not in tried:
+            scorer = als_fit(ratings, n_items, params, settings, users)
+            tried[name] = {"params": dict(params), "scorer": scorer, "validation": evaluate_heldout(scorer, validation, batch)}
+            log.info("ALS %s: validation %s", params, tried[name]["validation"])
+        return tried[name]
+
+    for knob, values in settings["grid"].items():
+        for value in values:
+            if fit({**best, knob: value})["validation"]["ndcg@100"] > fit(best)["validation"]["ndcg@100"]:
+                best = {**best, knob: value}
+    ratings.unpersist()
+    sweep = [{"params": t["params"], "validation": t["validation"]} for t in tried.values()]
+    return fit(best)["scorer"], best, sweep
+
+
+def markdown_table(results: Dict[str, Dict[str, float]], notes: Dict[str, str], settings: Dict[str, str]) -> str:
+    lines = ["| model | NDCG@100 | Recall@20 | Recall@50 | settings |", "|---|---|---|---|---|"]
     for name, m in results.items():
-        lines.append(f"| {name} | {m['ndcg@100']:.4f} | {m['recall@20']:.4f} | {m['recall@50']:.4f} |")
+        lines.append(f"| {name} | {m['ndcg@100']:.4f} | {m['recall@20']:.4f} | {m['recall@50']:.4f} | {settings.get(name, '')} |")
     for name, note in notes.items():
-        lines.append(f"| {name} | – | – | – |")
+        lines.append(f"| {name} | – | – | – | |")
     text = "\n".join(lines) + "\n"
     if notes:
         text += "\n" + "\n".join(f"- {name}: {note}" for name, note in notes.items()) + "\n"
     return text
 
 
-def run(spark: SparkSession, config: Dict, model_version: Optional[str] = None, role: Optional[str] = None) -> Dict:
+def model_label(checkpoint: Dict) -> str:
+    config, knobs = checkpoint["model_config"], checkpoint.get("training", {})
+    shape = "-".join(str(d) for d in [config["n_items"], *config["dims"], *reversed(config["dims"][:-1]), config["n_items"]])
+    extra = "".join(f", {k} {knobs[k]}" for k in ("lr", "weight_decay", "batch_size") if k in knobs)
+    return f"{config.get('variant', 'dae')} {shape}{extra}, best epoch {checkpoint.get('best_epoch', '?')}"
+
+
+def multidae_scorers(storage, config: Dict, primary: Tuple[str, Dict], also: Sequence[str]) -> Dict[str, Tuple[Scorer, str]]:
+    """The model version under evaluation ("MultiDAE") and any others trained on the same run and split."""
+    version, checkpoint = primary
+    out = {"MultiDAE": (model_scorer(model_from_checkpoint(checkpoint)), f"{version}: {model_label(checkpoint)}")}
+    for other in also:
+        other, other_checkpoint = load_checkpoint(storage, config, other)
+        for field in ("interactions_run", "split", "session_starts"):
+            if other_checkpoint.get(field) != checkpoint.get(field):
+                raise ValueError(f"model {other} was trained with another {field} than {version}: not the same held-out users")
+        out[f"MultiDAE {other}"] = (model_scorer(model_from_checkpoint(other_checkpoint)), model_label(other_checkpoint))
+    return out
+
+
+def run(spark: SparkSession, config: Dict, model_version: Optional[str] = None, role: Optional[str] = None,
+        also: Sequence[str] = ()) -> Dict:
     settings = config["evaluate"]
     role = role or settings["users"]
     if role not in ("test", "validation"):
@@ -135,36 +185,36 @@ def run(spark: SparkSession, config: Dict, model_version: Optional[str] = None, 
     run_id, run_uri = interactions_dir(storage, config, checkpoint["interactions_run"])
     n_items = int(checkpoint["model_config"]["n_items"])
     batch = int(config["multidae"]["eval_batch_size"])
-
     train, heldout = build_split(spark.read.parquet(join(run_uri, "interactions")), checkpoint["split"],
-                                                checkpoint.get("session_starts", False))
+                                 checkpoint.get("session_starts", False))
     train, heldout = train.cache(), heldout.cache()
-    users = collect_heldout(heldout, role)
+    users, validation = collect_heldout(heldout, role), collect_heldout(heldout, "validation")
     if not users["fold_in"]:
         raise ValueError(f"no {role} users in the split of {run_id}")
     X = train_matrix([np.asarray(r["items"], dtype=np.int64) for r in train.select("items").collect()], n_items)
 
-    scorers: Dict[str, Optional[Scorer]] = {
-        "TopPop": toppop_scorer(X),
-        "ALS (implicit)": None,
-        "EASE": ease_scorer(X, float(settings["ease"]["lambda"]), int(settings["ease"]["max_items"])),
-        "MultiDAE": model_scorer(model_from_checkpoint(checkpoint)),
-    }
     results: Dict[str, Dict[str, float]] = {}
     notes: Dict[str, str] = {}
-    for name in list(scorers):
-        started = time.perf_counter()
-        scorer = scorers[name]
-        if name == "ALS (implicit)":
-            scorer = als_scorer(spark, train, n_items, settings["als"], users["user_idx"])
-        if scorer is None:
-            notes[name] = f"skipped: more than evaluate.ease.max_items={settings['ease']['max_items']} training items"
-            continue
-        results[name] = evaluate_heldout(scorer, users, batch)
-        log.info("%s: %s (%.1fs)", name, results[name], time.perf_counter() - started)
-    table = markdown_table(results, notes)
-    report = {"model_version": model_version, "interactions_run": run_id, "users": role,
-              "n_users": len(users["fold_in"]), "n_items": n_items, "results": results, "skipped": notes}
+    described: Dict[str, str] = {"TopPop": "training-row popularity"}
+    results["TopPop"] = evaluate_heldout(toppop_scorer(X), users, batch)
+    started = time.perf_counter()
+    als, chosen, sweep = als_tuned(train, n_items, settings["als"], validation, users["user_idx"], batch)
+    results["ALS"] = evaluate_heldout(als, users, batch)
+    described["ALS"] = f"implicit, rank {chosen['rank']}, regParam {chosen['reg_param']}, alpha {chosen['alpha']} " \
+                       f"(best of {len(sweep)} fits on validation users)"
+    log.info("ALS: %s (%.1fs for the sweep)", results["ALS"], time.perf_counter() - started)
+    ease = ease_scorer(X, float(settings["ease"]["lambda"]), int(settings["ease"]["max_items"]))
+    if ease is None:
+        notes["EASE"] = f"skipped: more than evaluate.ease.max_items={settings['ease']['max_items']} items with a training positive"
+    else:
+        results["EASE"] = evaluate_heldout(ease, users, batch)
+        described["EASE"] = f"lambda {settings['ease']['lambda']}, {int((np.asarray(X.sum(axis=0)).ravel() > 0).sum())} items"
+    for name, (scorer, label) in multidae_scorers(storage, config, (model_version, checkpoint), also).items():
+        results[name], described[name] = evaluate_heldout(scorer, users, batch), label
+    table = markdown_table(results, notes, described)
+    report = {"model_version": model_version, "interactions_run": run_id, "users": role, "n_users": len(users["fold_in"]),
+              "n_items": n_items, "results": results, "settings": described, "skipped": notes,
+              "als": {"chosen": chosen, "sweep": sweep}}
     final = join(resolve(config, "evaluation"), model_version)
     with atomic_output(storage, final) as tmp:
         storage.write_text(join(tmp, "metrics.md"), f"# Offline evaluation: model {model_version}, {len(users['fold_in'])} {role} users\n\n" + table)
@@ -180,6 +230,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     add_job_arguments(parser)
     parser.add_argument("--model-version", help="models/multidae/<version> (default: evaluate.model_version, LATEST)")
     parser.add_argument("--users", choices=["test", "validation"], help="held-out users to score (default: evaluate.users)")
+    parser.add_argument("--also", action="append", default=[], metavar="VERSION",
+                        help="another model version trained on the same run and split, scored on the same users (repeatable)")
     return parser.parse_args(argv)
 
 
@@ -187,6 +239,6 @@ def main(argv: Sequence[str] = ()) -> int:
     args = parse_args(argv)
     config = load_config(args.config, args.overrides)
     spark = get_session("evaluate_offline", args.profile)
-    report = run(spark, config, args.model_version, args.users)
+    report = run(spark, config, args.model_version, args.users, args.also)
     print(report["markdown"], end="")
     return 0

@@ -113,9 +113,15 @@ def test_infer_writes_the_recommendations_contract(spark, trained_root):
 
 def test_evaluation_table(spark, trained_root):
     root, metrics, _ = trained_root
-    report = evaluate_offline.run(spark, tiny_config(root))
+    grid = "evaluate.als.grid={rank: [4, 8], reg_param: [0.01, 1.0], alpha: [1.0, 10.0]}"
+    report = evaluate_offline.run(spark, tiny_config(root, grid))
     results = report["results"]
-    assert list(results) == ["TopPop", "ALS (implicit)", "EASE", "MultiDAE"]
+    assert list(results) == ["TopPop", "ALS", "EASE", "MultiDAE"]
+    # ALS was chosen on the validation users: one knob at a time, the chosen fit the best one seen.
+    sweep = report["als"]["sweep"]
+    assert len(sweep) == 1 + 3 and len({json.dumps(f["params"], sort_keys=True) for f in sweep}) == len(sweep)
+    chosen = [f for f in sweep if f["params"] == report["als"]["chosen"]][0]
+    assert chosen["validation"]["ndcg@100"] == max(f["validation"]["ndcg@100"] for f in sweep)
     for figures in results.values():
         assert all(0 <= v <= 1 for v in figures.values())
     # Same split, same users: the job's MultiDAE figures are the ones training reported on test users.
