@@ -1,6 +1,6 @@
 """analyze_ab: botify event logs -> per-user metrics per treatment -> effects with CIs and a report.
 
-The seed's ``analyze_results`` notebook as a job, in Spark SQL/DataFrame only
+The original course's ``analyze_results`` notebook as a job, in Spark SQL/DataFrame only
 (no Python UDFs). Output, under ``<root>/ab/<experiment>/<run>/``:
 
 - ``effects.csv``, ``effects.json``  every treatment vs control on every metric
@@ -12,8 +12,10 @@ The seed's ``analyze_results`` notebook as a job, in Spark SQL/DataFrame only
 and ``<root>/ab/<experiment>/LATEST`` names the run. Malformed lines go to
 ``<root>/quarantine/analyze_ab/<experiment>/<run>/``.
 
-Sessions: per user, events ordered by (timestamp, next before last, track,
-time); a session ends at (and includes) a ``last`` event. Events after a
+Sessions (:mod:`common.sessions`, the rule extract_interactions uses too):
+per user, events ordered by timestamp, a ``next`` before a ``last`` in the
+same millisecond; a session ends at (and includes) a ``last`` event; exact
+duplicate events (``ab.dedupe``) count once. Events after a
 user's final ``last`` form a *trailing* session: with ``ab.trailing_session:
 drop`` (default) it is left out, because the log was cut while the user was
 still listening and the partial session would bias length and time
@@ -42,6 +44,8 @@ from common.config import ConfigError, load_config
 from common.experiments import treatment_names
 from common.manifest import write_manifest
 from common.paths import resolve
+from common.report import format_value, jsonable, markdown_table
+from common.sessions import drop_duplicate_events, with_sessions
 from common.spark import add_job_arguments, get_session
 from common.storage import HadoopStorage, atomic_output, join, write_pointer
 
@@ -55,66 +59,43 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # ---- pure transforms (tested on tiny DataFrames) -------------------------------------------
 
 
-def narrow_events(parsed: DataFrame, experiment: str) -> DataFrame:
-    """Keep what the analysis needs from ``event_log.parse_lines`` output.
-
-    The raw line and its file are kept only for malformed lines (quarantine),
-    so caching the result costs a few numbers per event, not the JSON text.
-    """
-    bad = F.col("reason").isNotNull()
-    return parsed.select(
-        "reason",
-        F.when(bad, F.col("line")).alias("line"),
-        F.when(bad, F.col("source")).alias("source"),
-        (F.col("message") == F.lit("last")).cast("int").alias("is_last"),
-        "timestamp",
-        "user",
-        "track",
-        "time",
-        "latency",
-        F.col("experiments").getItem(experiment).alias("treatment"),
-    )
+def with_treatment(events: DataFrame, experiment: str) -> DataFrame:
+    """Add ``treatment``: the event's arm in ``experiment`` (null when it carries none)."""
+    return events.withColumn("treatment", F.col("experiments").getItem(experiment))
 
 
 def sessionize(events: DataFrame, dedupe: bool = True) -> DataFrame:
-    """One row per (user, session) from events with is_last, timestamp, user, track, time, latency, treatment.
+    """One row per (user, session) from events (the event log's fields plus ``treatment``).
 
     Columns: user, session (0, 1, ... in time order), treatment (the user's
     single treatment, else null), status (``ok`` / ``no_treatment`` /
     ``conflicting_treatment``), complete (ended by ``last``), length (events),
     time (sum of listening time), latency_sum, latency_n (events with a latency),
-    start (timestamp of the first event).
-
-    One shuffle: every window shares the partitioning by user, and exact
-    duplicates (a log uploaded twice) are adjacent in the window's order, so
-    they are dropped by comparing with the previous row.
+    start (timestamp of the first event). Order, duplicates and boundaries:
+    :mod:`common.sessions`. One shuffle: every window partitions by user.
     """
-    order = ["timestamp", "is_last", "track", "time"]
-    by_user = Window.partitionBy("user")
-    ordered = by_user.orderBy(*order)
     if dedupe:
-        same_as_previous = F.lit(True)
-        for column in order:
-            same_as_previous = same_as_previous & (F.lag(column).over(ordered) == F.col(column))
-        events = (
-            events.withColumn("_dup", F.coalesce(same_as_previous, F.lit(False)))
-            .where(~F.col("_dup"))
-            .drop("_dup")
-        )
-    before = ordered.rowsBetween(Window.unboundedPreceding, -1)
-    with_session = (
-        events.withColumn("session", F.coalesce(F.sum("is_last").over(before), F.lit(0)).cast("int"))
-        .withColumn("_lasts", F.sum("is_last").over(by_user).cast("int"))
+        events = drop_duplicate_events(events)
+    by_user = Window.partitionBy("user")
+    is_last = (F.col("message") == "last").cast("int")
+    labelled = (
+        with_sessions(events)
+        .withColumn("_lasts", F.sum(is_last).over(by_user).cast("int"))
         .withColumn("_t_min", F.min("treatment").over(by_user))
         .withColumn("_t_max", F.max("treatment").over(by_user))
     )
+    return _session_rows(labelled)
+
+
+def _session_rows(labelled: DataFrame) -> DataFrame:
+    """Collapse events labelled with session, _lasts and the user's treatment range into sessions."""
     status = (
         F.when(F.col("_t_min").isNull(), F.lit("no_treatment"))
         .when(F.col("_t_min") != F.col("_t_max"), F.lit("conflicting_treatment"))
         .otherwise(F.lit("ok"))
     )
     return (
-        with_session.groupBy("user", "session")
+        labelled.groupBy("user", "session")
         .agg(
             F.first("_t_min").alias("_t_min"),
             F.first("_t_max").alias("_t_max"),
@@ -202,23 +183,6 @@ def session_time_histogram(sessions: DataFrame, bins: int, top: Optional[float] 
 # ---- report ---------------------------------------------------------------------------------
 
 
-def _fmt(value, digits: int = 4) -> str:
-    if isinstance(value, (bool, np.bool_)):
-        return "yes" if value else "no"
-    if isinstance(value, (float, np.floating)):
-        if np.isnan(value):
-            return "nan"
-        return f"{value:.{digits}g}"
-    return str(value)
-
-
-def markdown_table(frame: pd.DataFrame, columns: Sequence[str]) -> str:
-    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
-    for _, row in frame.iterrows():
-        lines.append("| " + " | ".join(_fmt(row[c]) for c in columns) + " |")
-    return "\n".join(lines)
-
-
 REPORT_COLUMNS = ["treatment", "metric", "effect", "lower", "upper", "control_mean", "treatment_mean", "significant"]
 
 
@@ -246,7 +210,7 @@ def render_report(experiment: str, control: str, run_id: str, effects: pd.DataFr
         "",
     ]
     for treatment, group in effects.groupby("treatment", sort=True):
-        parts = ", ".join(f"{r.metric} ±{_fmt(r.mde_rel, 3)}% ({_fmt(r.mde_abs, 3)})" for r in group.itertuples())
+        parts = ", ".join(f"{r.metric} ±{format_value(r.mde_rel, 3)}% ({format_value(r.mde_abs, 3)})" for r in group.itertuples())
         lines.append(f"MDE ({power:.0%} power, alpha {alpha}) {treatment} vs {control}: {parts}")
     return "\n".join(lines) + "\n"
 
@@ -289,19 +253,6 @@ def render_plot(effects: pd.DataFrame, histogram: pd.DataFrame, experiment: str,
 # ---- I/O --------------------------------------------------------------------------------------
 
 
-def _jsonable(value):
-    """Strict JSON: numpy scalars to Python, NaN (an undefined statistic) to null."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
-
-
 def expected_shares(settings: dict) -> Dict[str, float]:
     weights = settings.get("weights")
     if weights:
@@ -311,38 +262,48 @@ def expected_shares(settings: dict) -> Dict[str, float]:
     return {name: 1.0 for name in treatment_names(int(settings["split"]))}
 
 
-def run(spark: SparkSession, config: dict, input_uri: str, experiment: str, control: str, run_id: str) -> dict:
-    settings = config["ab"]
+def check_names(settings: dict, experiment: str) -> str:
+    """The trailing-session rule, after checking it and the experiment name (it names the output directory)."""
     if not _NAME.match(experiment):
         raise ConfigError(f"experiment name {experiment!r}: letters, digits, '.', '_', '-' only (it names the output directory)")
-    alpha, power = float(settings["alpha"]), float(settings["power"])
     trailing = str(settings["trailing_session"])
     if trailing not in TRAILING_RULES:
         raise ConfigError(f"ab.trailing_session must be one of {TRAILING_RULES}, got {trailing!r}")
-    root = resolve(config, "")
-    storage = HadoopStorage(spark)
+    return trailing
 
-    events = narrow_events(event_log.parse_lines(event_log.read_lines(spark, input_uri)), experiment).persist()
-    total, malformed = event_log.count_reasons(events)
-    log.info("read %d lines from %s, %d malformed", total, input_uri, sum(malformed.values()))
-    quarantine_uri = join(root, "quarantine", "analyze_ab", experiment, run_id)
-    if malformed:
-        with atomic_output(storage, quarantine_uri) as tmp:
-            events.where(F.col("reason").isNotNull()).select("reason", "source", "line").write.mode("overwrite").json(join(tmp, "lines"))
-        log.warning("quarantined %s -> %s", malformed, quarantine_uri)
-    event_log.check_error_ratio(total, malformed, float(settings["max_error_ratio"]), input_uri)
 
-    valid = events.where(F.col("reason").isNull()).drop("reason", "line", "source")
-    sessions = sessionize(valid, bool(settings.get("dedupe", True))).persist()
-    counts = {
+def count_sessions(sessions: DataFrame) -> dict:
+    """(status, complete) -> sessions, events, users and p99 session time, in one pass."""
+    return {
         (r["status"], r["complete"]): r
         for r in sessions.groupBy("status", "complete")
         .agg(F.count(F.lit(1)).alias("sessions"), F.sum("length").alias("events"), F.countDistinct("user").alias("users"),
              F.percentile_approx("time", 0.99).alias("p99"))
         .collect()
     }
-    kept = analysed_sessions(sessions, trailing)
-    users = user_metrics(kept).persist()
+
+
+def session_facts(counts: dict, loaded: event_log.LoadedEvents, trailing: str, analysed_users: int) -> dict:
+    """The counts the report and the manifest state, from :func:`count_sessions`."""
+    analysed = [r for (status, complete), r in counts.items() if status == "ok" and (complete or trailing == "keep")]
+    return {
+        "lines": loaded.lines,
+        "malformed_lines": sum(loaded.malformed.values()),
+        "duplicates_dropped": loaded.valid_lines - sum(int(r["events"]) for r in counts.values()),
+        "events": int(sum(int(r["events"]) for r in analysed)),
+        "analysed_sessions": int(sum(int(r["sessions"]) for r in analysed)),
+        "analysed_users": analysed_users,
+        "trailing_sessions": int(sum(int(r["sessions"]) for (_, complete), r in counts.items() if not complete)),
+        "trailing_rule": trailing,
+        "excluded_users": {
+            status: int(sum(int(r["users"]) for (s, _), r in counts.items() if s == status))
+            for status in ("no_treatment", "conflicting_treatment")
+        },
+    }
+
+
+def compare_arms(users: DataFrame, settings: dict, input_uri: str, experiment: str, control: str):
+    """(summary, per-treatment users, effects, SRM check) for the analysed users."""
     summary = summarize(users)
     if summary.empty:
         raise ConfigError(f"{input_uri}: no users with a treatment in experiment {experiment!r} and a complete session "
@@ -350,66 +311,66 @@ def run(spark: SparkSession, config: dict, input_uri: str, experiment: str, cont
     per_treatment = summary.drop_duplicates("treatment").set_index("treatment")["users"].to_dict()
     if control not in per_treatment:
         raise ConfigError(f"control {control!r} has no users in experiment {experiment!r}; treatments seen: {sorted(per_treatment)}")
-    effects = ab_stats.compare(summary, control, alpha=alpha, power=power, metrics=METRICS)
+    effects = ab_stats.compare(summary, control, alpha=float(settings["alpha"]), power=float(settings["power"]),
+                               metrics=METRICS)
     srm = ab_stats.srm(per_treatment, expected_shares(settings), float(settings["srm_alpha"]))
+    return summary, per_treatment, effects, srm
+
+
+def run(spark: SparkSession, config: dict, input_uri: str, experiment: str, control: str, run_id: str) -> dict:
+    settings = config["ab"]
+    trailing = check_names(settings, experiment)
+    alpha, power = float(settings["alpha"]), float(settings["power"])
+    root = resolve(config, "")
+    storage = HadoopStorage(spark)
+    loaded = event_log.load_events(spark, storage, input_uri, join(root, "quarantine", "analyze_ab", experiment, run_id),
+                                   float(settings["max_error_ratio"]))
+    sessions = sessionize(with_treatment(loaded.events, experiment), bool(settings.get("dedupe", True))).persist()
+    counts = count_sessions(sessions)
+    kept = analysed_sessions(sessions, trailing)
+    users = user_metrics(kept).persist()
+    summary, per_treatment, effects, srm = compare_arms(users, settings, input_uri, experiment, control)
     # The histogram's range from the same pass that counted sessions (p99 of the analysed groups).
     top = max((float(r["p99"]) for (status, complete), r in counts.items()
                if status == "ok" and (complete or trailing == "keep") and r["p99"] is not None), default=None)
     histogram = session_time_histogram(kept, int(settings["histogram_bins"]), top)
-
-    valid_events = total - sum(malformed.values())
-    all_events = sum(int(r["events"]) for r in counts.values())
-    ok_sessions = [r for (status, _), r in counts.items() if status == "ok"]
-    facts = {
-        "lines": total,
-        "malformed_lines": sum(malformed.values()),
-        "duplicates_dropped": valid_events - all_events,
-        "events": int(sum(int(r["events"]) for r in ok_sessions if r["complete"] or trailing == "keep")),
-        "analysed_sessions": int(sum(int(r["sessions"]) for r in ok_sessions if r["complete"] or trailing == "keep")),
-        "analysed_users": int(sum(per_treatment.values())),
-        "trailing_sessions": int(sum(int(r["sessions"]) for (s, c), r in counts.items() if not c)),
-        "trailing_rule": trailing,
-        "excluded_users": {
-            status: int(sum(int(r["users"]) for (s, _), r in counts.items() if s == status))
-            for status in ("no_treatment", "conflicting_treatment")
-        },
-    }
-    facts_for_report = dict(facts, excluded_users=sum(facts["excluded_users"].values()))
-    report = render_report(experiment, control, run_id, effects, srm, facts_for_report, alpha, power)
-    png = render_plot(effects, histogram, experiment, control)
+    facts = session_facts(counts, loaded, trailing, int(sum(per_treatment.values())))
+    report = render_report(experiment, control, run_id, effects, srm,
+                           dict(facts, excluded_users=sum(facts["excluded_users"].values())), alpha, power)
     effects_json = json.dumps(
-        _jsonable({"experiment": experiment, "control": control, "run": run_id, "alpha": alpha, "power": power,
-                   "srm": srm, "facts": facts, "summary": summary.to_dict(orient="records"),
-                   "effects": effects.to_dict(orient="records")}),
+        jsonable({"experiment": experiment, "control": control, "run": run_id, "alpha": alpha, "power": power,
+                  "srm": srm, "facts": facts, "summary": summary.to_dict(orient="records"),
+                  "effects": effects.to_dict(orient="records")}),
         indent=2, allow_nan=False,
     )
-
+    files = {"effects.csv": effects.to_csv(index=False), "effects.json": effects_json, "report.md": report,
+             "ab_results.png": render_plot(effects, histogram, experiment, control)}
+    manifest = {
+        "job": "analyze_ab", "experiment": experiment, "control": control, "run": run_id, "input": input_uri,
+        "malformed": loaded.malformed, "quarantine": loaded.quarantine, **facts,
+        "users_per_treatment": per_treatment, "srm_mismatch": srm["mismatch"],
+        "significant": [f"{r.treatment}:{r.metric}" for r in effects.itertuples() if r.significant],
+    }
     final = join(root, "ab", experiment, run_id)
-    with atomic_output(storage, final) as tmp:
-        storage.write_text(join(tmp, "effects.csv"), effects.to_csv(index=False))
-        storage.write_text(join(tmp, "effects.json"), effects_json)
-        storage.write_text(join(tmp, "report.md"), report)
-        storage.write_bytes(join(tmp, "ab_results.png"), png)
-        users.write.mode("overwrite").parquet(join(tmp, "user_metrics"))
-        manifest = write_manifest(storage, tmp, {
-            "job": "analyze_ab",
-            "experiment": experiment,
-            "control": control,
-            "run": run_id,
-            "input": input_uri,
-            "malformed": malformed,
-            "quarantine": quarantine_uri if malformed else None,
-            **facts,
-            "users_per_treatment": per_treatment,
-            "srm_mismatch": srm["mismatch"],
-            "significant": [f"{r.treatment}:{r.metric}" for r in effects.itertuples() if r.significant],
-            "files": ["effects.csv", "effects.json", "report.md", "ab_results.png", "user_metrics"],
-        })
+    manifest = publish(storage, final, files, users, manifest)
     write_pointer(storage, join(root, "ab", experiment, "LATEST"), run_id)
-    for df in (events, sessions, users):
+    loaded.release()
+    for df in (sessions, users):
         df.unpersist()
     log.info("A/B %s: %s", final, {k: manifest[k] for k in ("events", "analysed_users", "srm_mismatch")})
     return {"uri": final, "manifest": manifest, "effects": effects, "summary": summary, "srm": srm, "report": report}
+
+
+def publish(storage: HadoopStorage, final: str, files: Dict[str, object], users: DataFrame, manifest: dict) -> dict:
+    """Write the report files, the user metrics and the manifest at once (all or nothing)."""
+    with atomic_output(storage, final) as tmp:
+        for name, content in files.items():
+            if isinstance(content, bytes):
+                storage.write_bytes(join(tmp, name), content)
+            else:
+                storage.write_text(join(tmp, name), content)
+        users.write.mode("overwrite").parquet(join(tmp, "user_metrics"))
+        return write_manifest(storage, tmp, {**manifest, "files": [*files, "user_metrics"]})
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:

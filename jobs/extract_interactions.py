@@ -1,16 +1,20 @@
 """extract_interactions: event logs -> user-track interactions, index tables, top tracks.
 
-The seed's ``collect_data`` notebook as a job. Output, under
+The original course's ``collect_data`` notebook as a job. Output, under
 ``<root>/interactions/<run>/``:
 
 - ``interactions/``  Parquet: user, track, plays, total_time, max_time, label, starts, user_idx, track_idx
   (``starts``: sessions the user began with this track — see :func:`mark_session_starts`)
 - ``users/``, ``tracks/``  Parquet index tables (dense ids for the model)
 - ``top_tracks.json``  the ``extract.top_tracks`` tracks with most positive plays, most popular first
-- ``_MANIFEST.json`` (line counts, malformed lines by reason, row counts), ``_SUCCESS``
+- ``_MANIFEST.json`` (line counts, malformed lines by reason, unknown tracks, row counts), ``_SUCCESS``
 
-and ``<root>/interactions/LATEST`` names the run. Malformed lines go to
-``<root>/quarantine/extract_interactions/<run>/`` with their reason and file.
+and ``<root>/interactions/LATEST`` names the run. Rejected lines go to
+``<root>/quarantine/extract_interactions/<run>/`` with their reason and file:
+malformed ones (more than ``extract.max_error_ratio`` of them fails the run
+and writes nothing) and events of tracks the catalog does not know
+(``unknown_track``: counted apart, never a reason to fail — a client that
+asks for made-up tracks must not be able to stop the nightly run).
 """
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ from typing import Optional, Sequence
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from common import event_log
+from common import event_log, sessions
 from common.config import load_config
 from common.manifest import sha256, write_manifest
 from common.paths import resolve
@@ -36,36 +40,18 @@ log = logging.getLogger(__name__)
 # ---- pure transforms (tested on tiny DataFrames) -------------------------------------------
 
 
-def drop_duplicate_events(events: DataFrame) -> DataFrame:
-    """The same event logged twice (a log uploaded twice) counts once."""
-    return events.dropDuplicates(["message", "timestamp", "user", "track", "time"])
-
-
-def mark_unknown_tracks(parsed: DataFrame, catalog_tracks: Optional[DataFrame]) -> DataFrame:
-    """Valid-looking events whose track is not in the catalog become malformed (``unknown_track``)."""
-    if catalog_tracks is None:
-        return parsed
-    known = catalog_tracks.select(F.col("track").alias("_known")).distinct()
-    joined = parsed.join(F.broadcast(known), parsed["track"] == known["_known"], "left")
-    reason = F.when(
-        F.col("reason").isNull() & F.col("_known").isNull(), F.lit("unknown_track")
-    ).otherwise(F.col("reason"))
-    return joined.withColumn("reason", reason).drop("_known")
-
-
 def mark_session_starts(events: DataFrame) -> DataFrame:
-    """Add ``start`` (0/1): this ``next`` event opens a session — the user's first event, or the first after a ``last``.
+    """Add ``start`` (0/1): this ``next`` event opens a session (see :mod:`common.sessions`).
 
-    The first track of a session is the listener's own pick, and the client
-    logs it with time 0 (the course's protocol), so the time label never sees
-    it; yet it is the strongest sign of what the user wants. At equal
-    timestamps a ``last`` sorts before a ``next``, so a session that starts in
-    the millisecond the previous one ended still counts.
+    The first track of a session is the listener's own pick; botify logs the
+    listening time the client reports for it, which says nothing about how
+    much the user liked it (this project's simulator sends 0.0, the course's
+    client 1.0; ``run_config.first_track_time``), so the time label cannot be
+    trusted for it, yet it is the strongest sign of what the user wants.
     """
-    is_last = (F.col("message") == "last").cast("int")
-    order = Window.partitionBy("user").orderBy(F.col("timestamp"), is_last.desc())
-    after_last = F.coalesce(F.lag(is_last).over(order) == 1, F.lit(True))
-    return events.withColumn("start", ((F.col("message") == "next") & after_last).cast("int"))
+    opened = sessions.with_sessions(events)
+    start = ((F.col("message") == "next") & F.col("opens_session")).cast("int")
+    return opened.withColumn("start", start).drop("session", "opens_session")
 
 
 def aggregate_interactions(events: DataFrame, threshold: float) -> DataFrame:
@@ -137,34 +123,36 @@ def run(spark: SparkSession, config: dict, input_uri: str, run_id: str, catalog_
     threshold = float(settings["threshold"])
     root = resolve(config, "")
     storage = HadoopStorage(spark)
-
     catalog = read_catalog(spark, catalog_uri).cache() if catalog_uri else None
-    parsed = mark_unknown_tracks(event_log.parse_lines(event_log.read_lines(spark, input_uri)), catalog)
-    parsed = parsed.persist()
-    total, malformed = event_log.count_reasons(parsed)
-    valid, bad = event_log.split_valid(parsed)
-    log.info("read %d lines from %s, %d malformed", total, input_uri, sum(malformed.values()))
-
-    quarantine_uri = join(root, "quarantine", "extract_interactions", run_id)
-    if malformed:
-        with atomic_output(storage, quarantine_uri) as tmp:
-            bad.write.mode("overwrite").json(join(tmp, "lines"))
-        log.warning("quarantined %s -> %s", malformed, quarantine_uri)
-    event_log.check_error_ratio(total, malformed, float(settings["max_error_ratio"]), input_uri)
-
-    events = drop_duplicate_events(valid) if settings.get("dedupe", True) else valid
+    loaded = event_log.load_events(spark, storage, input_uri, join(root, "quarantine", "extract_interactions", run_id),
+                                   float(settings["max_error_ratio"]), catalog)
+    events = sessions.drop_duplicate_events(loaded.events) if settings.get("dedupe", True) else loaded.events
     events = events.persist()
-    valid_count = total - sum(malformed.values())
     event_count = events.count()
 
     interactions = aggregate_interactions(events, threshold)
     users = dense_index(interactions, "user", "user_idx")
     tracks = track_index(catalog, interactions)
-    indexed = with_indices(interactions, users, tracks)
     top = top_tracks(events, threshold, int(settings["top_tracks"]))
-    top_json = json.dumps(top).encode()
-
+    facts = {
+        "job": "extract_interactions", "run": run_id, "input": input_uri, "catalog": catalog_uri,
+        "threshold": threshold, "lines": loaded.lines, "malformed": loaded.malformed,
+        "unknown_tracks": loaded.unknown_tracks, "quarantine": loaded.quarantine,
+        "duplicates_dropped": loaded.valid_lines - event_count, "events": event_count,
+    }
     final = join(root, "interactions", run_id)
+    manifest = publish(spark, storage, final, with_indices(interactions, users, tracks), users, tracks, top, facts)
+    write_pointer(storage, join(root, "interactions", "LATEST"), run_id)
+    loaded.release()
+    events.unpersist()
+    log.info("interactions %s: %d rows, %d users, %d positives", final, manifest["row_count"], manifest["users"], manifest["positives"])
+    return manifest
+
+
+def publish(spark: SparkSession, storage: HadoopStorage, final: str, indexed: DataFrame, users: DataFrame,
+            tracks: DataFrame, top: list, facts: dict) -> dict:
+    """Write the run's tables, top tracks and manifest (counts read back from what was written) at once."""
+    top_json = json.dumps(top).encode()
     with atomic_output(storage, final) as tmp:
         indexed.write.mode("overwrite").parquet(join(tmp, "interactions"))
         users.write.mode("overwrite").parquet(join(tmp, "users"))
@@ -176,34 +164,16 @@ def run(spark: SparkSession, config: dict, input_uri: str, run_id: str, catalog_
             F.sum("starts").alias("session_starts"),
             F.countDistinct("user").alias("users"),
         ).first()
-        manifest = write_manifest(
-            storage,
-            tmp,
-            {
-                "job": "extract_interactions",
-                "run": run_id,
-                "input": input_uri,
-                "catalog": catalog_uri,
-                "threshold": threshold,
-                "lines": total,
-                "malformed": malformed,
-                "quarantine": quarantine_uri if malformed else None,
-                "duplicates_dropped": valid_count - event_count,
-                "events": event_count,
-                "row_count": int(stats["rows"]),
-                "positives": int(stats["positives"] or 0),
-                "session_starts": int(stats["session_starts"] or 0),
-                "users": int(stats["users"]),
-                "tracks": spark.read.parquet(join(tmp, "tracks")).count(),
-                "top_tracks": len(top),
-                "top_tracks_sha256": sha256(top_json),
-            },
-        )
-    write_pointer(storage, join(root, "interactions", "LATEST"), run_id)
-    parsed.unpersist()
-    events.unpersist()
-    log.info("interactions %s: %d rows, %d users, %d positives", final, manifest["row_count"], manifest["users"], manifest["positives"])
-    return manifest
+        return write_manifest(storage, tmp, {
+            **facts,
+            "row_count": int(stats["rows"]),
+            "positives": int(stats["positives"] or 0),
+            "session_starts": int(stats["session_starts"] or 0),
+            "users": int(stats["users"]),
+            "tracks": spark.read.parquet(join(tmp, "tracks")).count(),
+            "top_tracks": len(top),
+            "top_tracks_sha256": sha256(top_json),
+        })
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -222,5 +192,6 @@ def main(argv: Sequence[str] = ()) -> int:
     catalog_uri = None if catalog in (None, "", "none") else resolve(config, catalog)
     spark = get_session("extract_interactions", args.profile)
     manifest = run(spark, config, input_uri, args.run, catalog_uri)
-    print(json.dumps({k: manifest[k] for k in ("run", "lines", "malformed", "events", "row_count", "users", "positives")}))
+    print(json.dumps({k: manifest[k] for k in ("run", "lines", "malformed", "unknown_tracks", "events", "row_count", "users",
+                                              "positives")}))
     return 0

@@ -27,8 +27,8 @@ def parsed_lines(spark, lines: Iterable[Union[str, dict]]):
 
 
 def valid_events(spark, lines, experiment="AB"):
-    narrow = analyze_ab.narrow_events(parsed_lines(spark, lines), experiment)
-    return narrow.where("reason is null").drop("reason", "line", "source")
+    valid, _ = event_log.split_valid(parsed_lines(spark, lines))
+    return analyze_ab.with_treatment(valid, experiment)
 
 
 def pandas_user_metrics(events: pd.DataFrame, experiment: str = "AB", trailing: str = "drop") -> pd.DataFrame:
@@ -36,7 +36,9 @@ def pandas_user_metrics(events: pd.DataFrame, experiment: str = "AB", trailing: 
     df = events.copy()
     df["treatment"] = df["experiments"].map(lambda m: (m or {}).get(experiment))
     df["is_last"] = (df["message"] == "last").astype(int)
-    df = df.drop_duplicates(["message", "timestamp", "user", "track", "time"])
+    # Exact duplicates only: every field of the event (the experiments map as sorted items).
+    df["_experiments"] = df["experiments"].map(lambda m: tuple(sorted((m or {}).items())))
+    df = df.drop_duplicates(["message", "timestamp", "user", "track", "time", "latency", "recommendation", "_experiments"])
     df = df.sort_values(["user", "timestamp", "is_last", "track", "time"], kind="stable")
     df["session"] = df.groupby("user")["is_last"].cumsum() - df["is_last"]
     lasts = df.groupby("user")["is_last"].transform("sum")

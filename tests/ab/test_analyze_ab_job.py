@@ -96,6 +96,7 @@ def test_too_many_malformed_lines_publish_nothing(tmp_path, warehouse):
     with pytest.raises(TooManyMalformed, match="2 of 26 lines malformed"):
         analyze_ab.main(["--set", f"storage.root={warehouse}", "--run", "r1"])  # default max_error_ratio 1%
     assert not (local(warehouse) / "ab").exists()
+    assert not (local(warehouse) / "quarantine").exists()  # a failed check writes nothing, quarantine included
     # the unknown control is named, with the treatments that exist
     with pytest.raises(ConfigError, match=r"control 'T9' has no users.*\['C', 'T1'\]"):
         job(warehouse, "--run", "r2", "--control", "T9")

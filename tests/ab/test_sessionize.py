@@ -22,9 +22,9 @@ TRAILING = [event("next", 10, 7, time=0.5, latency=0.01), event("last", 20, 7, t
             event("next", 30, 7, time=1.0, latency=0.05), event("next", 40, 7, time=1.0, latency=0.05),
             event("next", 50, 7, time=1.0, latency=0.05)]
 NO_LAST = [event("next", 1, 8), event("next", 2, 8)]
-_PAIR = [event("next", 10, 11, track=5, time=0.5), event("last", 20, 11, track=6, time=0.5)]
-# Same timestamp but another track is a different event, not a duplicate.
-DUPLICATES = _PAIR + _PAIR + [event("next", 10, 11, track=9, time=0.5)]
+_PAIR = [event("next", 10, 11, track=5, time=0.5, rec=7), event("last", 20, 11, track=6, time=0.5)]
+# Same timestamp but another track, or another recommendation, is a different event, not a duplicate.
+DUPLICATES = _PAIR + _PAIR + [event("next", 10, 11, track=9, time=0.5), event("next", 10, 11, track=5, time=0.5, rec=8)]
 TIE = [event("last", 10, 12, track=2), event("next", 10, 12, track=3)]
 TREATMENTS = [
     event("next", 1, 21, treatment="T1"), event("last", 2, 21, treatment=None),   # one treatment, one event without
@@ -90,10 +90,10 @@ def test_user_without_any_last_has_only_a_trailing_session(sessions, metrics):
 
 def test_exact_duplicates_dropped_distinct_events_kept(sessions, spark):
     assert [k for k in sessions if k[0] == 11] == [(11, 0)]
-    assert sessions[(11, 0)]["length"] == 3
+    assert sessions[(11, 0)]["length"] == 4
     kept = analyze_ab.sessionize(valid_events(spark, DUPLICATES), dedupe=False).collect()
     # Without dedupe the doubled `last` ends an extra session.
-    assert sorted((r["session"], r["length"]) for r in kept) == [(0, 4), (1, 1)]
+    assert sorted((r["session"], r["length"]) for r in kept) == [(0, 5), (1, 1)]
 
 
 def test_next_before_last_at_the_same_timestamp(sessions):

@@ -1,13 +1,16 @@
 """extract_interactions' pure transforms on tiny hand-made DataFrames."""
 import pytest
 
+from common import event_log
 from jobs import extract_interactions as ex
 
-EVENT_COLUMNS = "message string, timestamp long, user long, track long, time double"
+EVENT_COLUMNS = ("message string, timestamp long, user long, track long, time double, latency double, "
+                 "recommendation long, experiments map<string,string>")
 
 
 def events(spark, rows):
-    return spark.createDataFrame(rows, EVENT_COLUMNS)
+    """Events from (message, timestamp, user, track, time) tuples; latency, recommendation, experiments left empty."""
+    return spark.createDataFrame([(*row, None, None, {}) for row in rows], EVENT_COLUMNS)
 
 
 def by_pair(df):
@@ -44,28 +47,22 @@ def test_label_uses_max_not_last(spark):
 
 
 def test_session_starts_are_first_next_after_last(spark):
-    # user 1: two sessions (start 10, then start 12); the second begins in the same
-    # millisecond the first ended. user 2: a session with no closing `last` yet.
+    # user 1: two sessions (start 10, then start 13); the first ends with its final `next`
+    # and its `last` in the same millisecond (common.sessions: the `next` sorts first).
+    # user 2: a session with no closing `last` yet.
     df = events(spark, [
-        ("next", 1, 1, 10, 0.0), ("next", 2, 1, 11, 0.9), ("last", 3, 1, 11, 0.9),
-        ("next", 3, 1, 12, 0.0), ("next", 4, 1, 10, 0.4), ("last", 5, 1, 10, 0.4),
+        ("next", 1, 1, 10, 0.0), ("next", 2, 1, 11, 0.9), ("last", 3, 1, 12, 0.5), ("next", 3, 1, 12, 0.5),
+        ("next", 4, 1, 13, 0.0), ("last", 5, 1, 13, 0.3),
         ("next", 7, 2, 10, 0.0), ("next", 8, 2, 13, 0.5),
     ])
     starts = {(r["user"], r["timestamp"]): r["start"] for r in ex.mark_session_starts(df).collect()
               if r["message"] == "next"}
-    assert starts == {(1, 1): 1, (1, 2): 0, (1, 3): 1, (1, 4): 0, (2, 7): 1, (2, 8): 0}
+    assert starts == {(1, 1): 1, (1, 2): 0, (1, 3): 0, (1, 4): 1, (2, 7): 1, (2, 8): 0}
     got = by_pair(ex.aggregate_interactions(df, 0.8))
-    assert {pair: row["starts"] for pair, row in got.items()} == {(1, 10): 1, (1, 11): 0, (1, 12): 1, (2, 10): 1, (2, 13): 0}
-    # The time label is untouched: a session's first track is logged with time 0.
-    assert got[(1, 12)]["label"] == 0 and got[(1, 11)]["label"] == 1
-
-
-def test_duplicates_count_once(spark):
-    row = ("next", 5, 1, 1, 0.9)
-    df = events(spark, [row, row, ("next", 6, 1, 1, 0.9)])
-    deduped = ex.drop_duplicate_events(df)
-    assert deduped.count() == 2
-    assert by_pair(ex.aggregate_interactions(deduped, 0.8))[(1, 1)]["plays"] == 2
+    assert {pair: row["starts"] for pair, row in got.items()} == {(1, 10): 1, (1, 11): 0, (1, 12): 0, (1, 13): 1,
+                                                                  (2, 10): 1, (2, 13): 0}
+    # The time label is untouched: a session's first track is logged with the client's first-track time.
+    assert got[(1, 13)]["label"] == 0 and got[(1, 11)]["label"] == 1
 
 
 def test_dense_index_is_ordered_and_dense(spark):
@@ -86,7 +83,7 @@ def test_track_index_follows_catalog(spark):
 def test_unknown_tracks_are_marked(spark):
     parsed = spark.createDataFrame([(None, 1), (None, 99), ("bad_time", 99)], "reason string, track long")
     catalog = spark.createDataFrame([(1,)], "track long")
-    reasons = sorted((r["reason"] or "", r["track"]) for r in ex.mark_unknown_tracks(parsed, catalog).collect())
+    reasons = sorted((r["reason"] or "", r["track"]) for r in event_log.mark_unknown_tracks(parsed, catalog).collect())
     assert reasons == [("", 1), ("bad_time", 99), ("unknown_track", 99)]
 
 

@@ -1,0 +1,76 @@
+"""A user's events in one order, exact duplicates, and session boundaries: the rule every job shares.
+
+botify logs ``next`` when a listener asks for a track and ``last`` when the
+listening session ends; a session is a user's events up to and including a
+``last``. Both extract_interactions (which tracks began a session) and
+analyze_ab (session length and time) cut sessions here, so they cannot
+disagree.
+
+**Order.** Per user by ``timestamp`` (milliseconds, taken by botify when it
+logs). Within the same millisecond a ``next`` sorts before a ``last``. Two
+events of one user in one millisecond are almost always the end of a session:
+a client sends the session's final ``next``, gets its answer and immediately
+sends ``last`` for the same listen (``sim/remote_agent.py``: ``recommend``
+then ``finish``; the user's simulated listening takes no wall time), so
+against a fast botify that pair shares a millisecond in every session. The
+opposite tie, a ``last`` and the *next session's* first ``next``, needs the
+same user to start a new session within that millisecond: rare for the
+simulators (``sim/run.py`` draws a random user for each session), and not
+something a person does. Sorting ``next`` first keeps the common case right; sorting
+``last`` first would move every such final track into the following session.
+Remaining ties go by track, time, latency, recommendation and experiments,
+so the order, and everything computed from it, does not depend on the input
+order.
+
+**Duplicates.** An event logged twice (a log uploaded twice) is an exact
+copy: every field equal, recommendation, latency and experiments included.
+Only such copies are dropped; two requests in the same millisecond that got
+different recommendations are two events. Identical events are adjacent in
+the order above, so they are found by comparing each event with the one
+before it: the window shares its partitioning by user with the session
+window, one shuffle for both.
+"""
+from __future__ import annotations
+
+from functools import reduce
+
+from pyspark.sql import Column, DataFrame, Window, WindowSpec
+from pyspark.sql import functions as F
+
+# Compared one by one (with the experiments below) to tell an exact copy; user is the partition.
+_SCALARS = ("message", "timestamp", "track", "time", "latency", "recommendation")
+
+
+def _is_last() -> Column:
+    return (F.col("message") == F.lit("last")).cast("int")
+
+
+def _experiments() -> Column:
+    # Maps are not comparable in Spark SQL; their sorted entries are, and equal maps give equal arrays.
+    return F.array_sort(F.map_entries("experiments"))
+
+
+def user_order() -> WindowSpec:
+    """Each user's events in the one order (see the module docstring)."""
+    return Window.partitionBy("user").orderBy(
+        "timestamp", _is_last(), "track", "time", "latency", "recommendation", _experiments()
+    )
+
+
+def drop_duplicate_events(events: DataFrame) -> DataFrame:
+    """Drop exact copies of an event (every field equal); keep everything else."""
+    order = user_order()
+    previous = [F.lag(c).over(order).eqNullSafe(F.col(c)) for c in _SCALARS]
+    previous.append(F.lag(_experiments()).over(order).eqNullSafe(_experiments()))
+    copy = reduce(lambda a, b: a & b, previous)
+    return events.withColumn("_copy", copy).where(~F.col("_copy")).drop("_copy")
+
+
+def with_sessions(events: DataFrame) -> DataFrame:
+    """Add ``session`` (0, 1, ... per user: the number of ``last`` events before this one) and
+    ``opens_session`` (true for the user's first event and for each event right after a ``last``)."""
+    order = user_order()
+    before = order.rowsBetween(Window.unboundedPreceding, -1)
+    return events.withColumn(
+        "session", F.coalesce(F.sum(_is_last()).over(before), F.lit(0)).cast("int")
+    ).withColumn("opens_session", F.coalesce(F.lag(_is_last()).over(order) == 1, F.lit(True)))
