@@ -1,4 +1,10 @@
-"""Running the app: gunicorn (several workers, the production path) or Flask's development server."""
+"""Running the app: gunicorn (several workers, the production path) or Flask's development server.
+
+gunicorn runs gevent workers by default (``server.worker_class``): each connection is a greenlet, so
+clients that are slow to send a request hold memory rather than one of a few worker threads, and
+``server.keepalive`` is how long any connection may wait for its next complete request before it is closed
+(docs/failure-behaviour.md).
+"""
 from __future__ import annotations
 
 import logging

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Optional
+from typing import Optional, Tuple
 
 from botify.artifacts import valid_version_name
 
@@ -105,17 +105,20 @@ def parse_play(body: bytes) -> tuple:
     return track, float(time)
 
 
-def parse_reload(body: bytes) -> Optional[str]:
-    """The version asked for by an admin reload body: empty (the configured one) or ``{"version": "<name>"}``."""
+def parse_reload(body: bytes) -> Tuple[Optional[str], bool]:
+    """``(version, force)`` from an admin reload body: empty (the configured version) or
+    ``{"version": "<name>", "force": bool}``, both fields optional."""
     if not body.strip():
-        return None
+        return None, False
     data = load_json(body)
-    if not isinstance(data, dict) or set(data) - {"version"}:
-        raise BadRequest('body must be empty or {"version": "<name>"}')
-    version = data.get("version")
+    if not isinstance(data, dict) or set(data) - {"version", "force"}:
+        raise BadRequest('body must be empty or {"version": "<name>", "force": true|false}')
+    version, force = data.get("version"), data.get("force", False)
     if version is not None and (not isinstance(version, str) or not valid_version_name(version)):
         raise BadRequest(f"invalid version name {_short(version)}")
-    return version
+    if not isinstance(force, bool):
+        raise BadRequest(f"'force' must be true or false, got {_short(force)}")
+    return version, force
 
 
 def _short(value) -> str:

@@ -108,10 +108,24 @@ def test_bad_input_gets_4xx_json_and_is_not_logged(app, method, path, body, stat
 
 
 @pytest.mark.parametrize("body", [NESTED, b'{"version": ' + b"[" * 2000 + b"]" * 2000 + b"}", b"[" * 5 + b"]" * 5,
-                                  b'{"version": 1' + b"0" * 400 + b"}", b'{"version": "../etc"}', b"\xff"])
+                                  b'{"version": 1' + b"0" * 400 + b"}", b'{"version": "../etc"}', b"\xff",
+                                  b'{"force": "yes"}', b'{"version": "v1", "force": 1}', b'{"forced": true}'])
 def test_bad_admin_reload_body_is_a_400_with_a_valid_token(app, body):
     resp = send(app.test_client(), "POST", "/admin/reload", body, {"Authorization": f"Bearer {TOKEN}"})
     assert_json_error(resp, 400)
+
+
+def test_admin_reload_body_names_a_version_and_may_force_it(app):
+    client, auth = app.test_client(), {"Authorization": f"Bearer {TOKEN}"}
+    root = app.extensions["botify"].config["storage"]["root"]
+    write_recommendations(root, "v_small", {u: v1_list(u) for u in range(3)}, TOP, latest=False)
+    refused = send(client, "POST", "/admin/reload", {"version": "v_small"}, auth)
+    assert refused.status_code == 422 and "previous version still serving" in refused.get_json()["error"]
+    forced = send(client, "POST", "/admin/reload", {"version": "v_small", "force": True}, auth)
+    assert forced.status_code == 200, forced.get_data(as_text=True)
+    assert client.get("/").get_json()["recommendations"] == "v_small"
+    back = send(client, "POST", "/admin/reload", b"", auth)  # empty body: the configured version (LATEST = v1)
+    assert back.status_code == 200 and client.get("/").get_json()["recommendations"] == "v1"
 
 
 def test_unknown_tracks_from_a_client_are_refused_and_never_logged(app):
