@@ -1,7 +1,9 @@
 """spark-submit jobs: one module per job, each with ``main(argv)``.
 
 ``JOBS`` is the registry spark-submit.sh and the launcher consult; add a job
-here and it becomes submittable.
+here and it becomes submittable. Two modules here are not jobs: ``launch``
+(the file spark-submit runs) and ``submit`` (renders the spark-submit command
+for ``spark-submit.sh``).
 """
 JOBS = {
     "cluster_check": "jobs.cluster_check",
@@ -11,4 +13,6 @@ JOBS = {
     "infer_recommendations": "jobs.infer_recommendations",
     "evaluate_offline": "jobs.evaluate_offline",
     "analyze_ab": "jobs.analyze_ab",
+    # The simulator's Spark entry point (training traffic at volume) lives in sim/ (docs/design.md).
+    "simulate_logs": "sim.simulate_logs",
 }

@@ -1,5 +1,8 @@
 """Render and run the spark-submit command for a job (behind ``spark-submit.sh``).
 
+It lives beside the jobs it submits (it reads their registry), so ``common/``
+imports nothing above it.
+
 Local masters run the job with this virtualenv's Python. Cluster masters
 (``spark://``, ``yarn``) get everything shipped: the project code as a zip
 (``--py-files``), ``conf/*.yml`` (``--files``, they land in the driver's and
@@ -24,6 +27,7 @@ from typing import List, Optional, Sequence
 
 from common.config import REPO_CONF_DIR, ConfigError, find_conf_file
 from common.spark import load_profile
+from jobs import JOBS
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +126,6 @@ def build_command(
     conf: Sequence[str] = (),
     build_env: bool = True,
 ) -> List[str]:
-    from jobs import JOBS
-
     if job not in JOBS:
         raise SubmitError(f"unknown job {job!r}; known jobs: {', '.join(sorted(JOBS))}")
     check_java()
@@ -178,8 +180,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args, job_args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         if not args.job:
-            from jobs import JOBS
-
             raise SubmitError(f"no job given; known jobs: {', '.join(sorted(JOBS))}")
         command = build_command(args.job, job_args, args.master, args.profile, args.conf,
                                 build_env=not args.dry_run)
