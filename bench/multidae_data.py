@@ -1,4 +1,8 @@
-"""Interactions at the seed's density for the MultiDAE benches, written straight in the extract contract.
+"""Interactions at the seed's density for the MultiDAE speed benches (infer, train_gpu), written straight in the extract contract.
+
+Only for timing: positives drawn independently by popularity have nothing past
+the popularity ranking to learn, so model quality is measured on simulated
+sessions instead (bench/train.py).
 
 The seed trained on ~1.3M sessions of ~10 events (~13M events) from 10,000
 users over 50,000 tracks. ``sim.bulk_logs`` draws users from Zipf(0.6) and
