@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime as dt
 import errno
 import itertools
-import json
 import logging
 import os
 import re
@@ -24,6 +23,8 @@ import socket
 import threading
 import time
 from typing import List, Optional
+
+from common.event_line import to_line
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ class EventLog:
         self.completed: List[str] = []
 
     def write(self, event: dict) -> None:
-        line = (json.dumps(event, separators=(",", ":")) + "\n").encode("utf-8")
+        line = to_line(event).encode("utf-8")
         with self._lock:
             if self._fd is None:
                 self._open()

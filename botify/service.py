@@ -24,6 +24,7 @@ from typing import Callable, Optional
 
 import redis
 
+from common.event_line import event
 from common.paths import resolve
 from common.storage import FsspecStorage
 
@@ -152,16 +153,8 @@ class Service:
         return result
 
     def _log(self, message, user, track, played, start, recommendation, treatments) -> None:
-        self.event_log.write({
-            "message": message,
-            "timestamp": int(time.time() * 1000),
-            "user": user,
-            "track": track,
-            "time": played,
-            "latency": time.perf_counter() - start,
-            "recommendation": recommendation,
-            "experiments": treatments,
-        })
+        self.event_log.write(event(message, int(time.time() * 1000), user, track, played,
+                                   time.perf_counter() - start, recommendation, treatments))
 
     # upkeep
     def _upkeep(self) -> None:

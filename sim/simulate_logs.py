@@ -1,0 +1,270 @@
+"""simulate_logs: botify's training logs at volume without HTTP, as a Spark job (docs/sim.md "The fast path").
+
+    ./spark-submit.sh simulate_logs --sessions 1300000 [--seed 31338] [--dataset train]
+
+Plays ``--sessions`` sessions of the simulator's user model (``sim.env``)
+against the recommenders botify serves in its active experiment (conf/botify.yml,
+``BASELINE``: Random / TopPop / StickyArtist) and writes the event log botify
+would have written, under ``<root>/logs/<dataset>/`` where ``botify-upload``
+puts botify's own logs, so ``extract_interactions`` reads either the same way.
+
+Faithful to the HTTP path by construction: episode *i* is ``sim.episodes.play_episode``
+seeded by ``(seed, i)`` exactly as ``python -m sim.run`` plays it; the user's arm
+comes from the course's hashing; the arm's recommender is botify's rule
+(``common.recommenders``) fed what botify would have at that point — the
+catalog and the same popular list (``--top-tracks auto`` looks where botify looks:
+the served recommendations' ``top_tracks.json``, else the latest interactions
+run's, else none, and TopPop then serves Random as botify does); every line is
+botify's format (``common.event_line``); the first ``next`` of a session carries
+``run_config.first_track_time``. What HTTP would add and a log cannot
+reproduce: ``latency`` is 0.0 (no request was made) and time stamps are
+synthetic (``--clock-ms`` + episode × (max_session_steps + 1) + request number), so
+every session of a user lies after their earlier ones and the output does
+not depend on how episodes were partitioned. ``tests/sim/test_simulate_logs.py``
+compares this path with real traffic through botify.
+
+Episodes are partitioned over Spark tasks; each Python worker loads the world
+(broadcast from ``<root>/world/``) once. The output is replaced atomically
+(``common.storage.atomic_output``: the same swap as ``botify-upload --cleanup``);
+the same arguments write the same lines.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import posixpath
+import tempfile
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence
+
+from common.config import ConfigError, load_config
+from common.event_line import event, to_line
+from common.manifest import sha256, write_manifest
+from common.paths import resolve
+from common.spark import add_job_arguments, get_session
+from common.storage import SUCCESS, HadoopStorage, Storage, atomic_output, join, read_pointer
+from sim.catalog import TrackCatalog, UserCatalog
+from sim.env import MusicEnv
+from sim.episodes import play_episode
+from sim.experiment_agent import ExperimentAgent
+from sim.run import first_track_time, one_blas_thread
+from sim.world import EMBEDDINGS_FILE, TRACKS_FILE, USERS_FILE
+
+log = logging.getLogger(__name__)
+
+WORLD_FILES = (TRACKS_FILE, EMBEDDINGS_FILE, USERS_FILE)
+SESSIONS_PER_PARTITION = 50_000
+CLOCK_MS = 1_700_000_000_000  # 2023-11-14: well before any botify run here, so real A/B logs come after
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a task needs besides the world: small, shipped with the closure."""
+
+    seed: int
+    first_track_time: float
+    max_steps: int
+    experiments: Dict[str, dict]
+    active: List[str]
+    top_tracks: Optional[List[int]]
+    top_k: int
+    user_defaults: Dict[str, float] = field(default_factory=dict)
+    clock_ms: int = CLOCK_MS
+
+    def key(self) -> str:
+        return sha256(json.dumps(self.__dict__, sort_keys=True).encode())
+
+
+def load_world(files: Dict[str, bytes], user_defaults: Dict[str, float]):
+    """Catalogs from the world files' bytes, with every interest's neighbours precomputed (one matrix pass)."""
+    with tempfile.TemporaryDirectory(prefix="sim-world-") as tmp:
+        for name, data in files.items():
+            with open(os.path.join(tmp, name), "wb") as fh:
+                fh.write(data)
+        tracks = TrackCatalog.load(os.path.join(tmp, TRACKS_FILE), os.path.join(tmp, EMBEDDINGS_FILE))
+        users = UserCatalog.load(os.path.join(tmp, USERS_FILE), user_defaults, n_tracks=tracks.size())
+    tracks.precompute_nearest([t for u in users.users for t in u.interests],
+                              max(u.interest_neighbours for u in users.users))
+    return tracks, users
+
+
+def session_lines(env: MusicEnv, agent: ExperimentAgent, plan: Plan, episodes: Iterable[int]) -> Iterator[str]:
+    """The event-log lines (without newline) of each episode, in episode order."""
+    stride = plan.max_steps + 1  # a session logs at most max_steps `next` and one `last`
+    for episode in episodes:
+        stats = play_episode(env, agent, plan.seed, episode, plan.first_track_time)
+        treatments = agent.treatments(stats.user)
+        clock = plan.clock_ms + episode * stride
+        for i, (message, track, played, recommendation) in enumerate(agent.requests):
+            yield to_line(event(message, clock + i, stats.user, int(track), float(played), 0.0,
+                                recommendation, treatments))[:-1]
+
+
+# One world per Python worker (workers are reused across tasks), keyed by the world's and the plan's checksums.
+_PLAYERS: Dict[str, tuple] = {}
+
+
+def _player(world_key: str, world, plan: Plan):
+    key = world_key + plan.key()
+    if key not in _PLAYERS:
+        tracks, users = load_world(world.value, plan.user_defaults)
+        _PLAYERS.clear()
+        _PLAYERS[key] = (MusicEnv(tracks, users, max_steps=plan.max_steps),
+                         ExperimentAgent(plan.experiments, plan.active, plan.top_tracks, plan.top_k))
+    return _PLAYERS[key]
+
+
+def simulate(spark, world_files: Dict[str, bytes], plan: Plan, sessions: int, partitions: int):
+    """An RDD of event-log lines: episodes 0..sessions-1 split into ``partitions`` tasks."""
+    sc = spark.sparkContext
+    world = sc.broadcast(world_files)
+    world_key = sha256(b"".join(world_files[name] for name in WORLD_FILES))
+
+    def play(episodes: Iterator[int]) -> Iterator[str]:
+        env, agent = _player(world_key, world, plan)
+        with one_blas_thread():
+            yield from session_lines(env, agent, plan, episodes)
+
+    return sc.range(0, sessions, numSlices=partitions).mapPartitions(play)
+
+
+def read_world(storage: Storage, world_uri: str) -> Dict[str, bytes]:
+    missing = [name for name in WORLD_FILES if not storage.exists(join(world_uri, name))]
+    if missing:
+        raise FileNotFoundError(f"world files not found under {world_uri}: {', '.join(missing)} "
+                                "(create them with `python -m sim generate --out <root>/world`)")
+    return {name: storage.read_bytes(join(world_uri, name)) for name in WORLD_FILES}
+
+
+def served_top_tracks(storage: Storage, botify: dict, n_tracks: int) -> tuple:
+    """``(list or None, its URI or None)``: the popular list botify would load now (botify/artifacts.py load_bundle).
+
+    The served recommendations version's ``top_tracks.json`` (``artifacts.version``,
+    ``latest`` following ``recommendations/LATEST``), else the latest interactions
+    run's, else none.
+    """
+    artifacts = botify["artifacts"]
+    recs_root = resolve(botify, artifacts["recommendations"])
+    version = str(artifacts["version"])
+    if version == "latest":
+        pointer = join(recs_root, "LATEST")
+        version = read_pointer(storage, pointer) if storage.exists(pointer) else None
+    candidates = [join(recs_root, version)] if version else []
+    interactions = resolve(botify, artifacts["interactions"])
+    if storage.exists(join(interactions, "LATEST")):
+        candidates.append(join(interactions, read_pointer(storage, join(interactions, "LATEST"))))
+    for run in candidates:
+        uri = join(run, "top_tracks.json")
+        if storage.exists(join(run, SUCCESS)) and storage.exists(uri):
+            return parse_top_tracks(storage.read_bytes(uri), uri, n_tracks), uri
+    return None, None
+
+
+def parse_top_tracks(data: bytes, where: str, n_tracks: int) -> List[int]:
+    try:
+        top = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{where}: not valid JSON ({exc})") from exc
+    if not isinstance(top, list) or not all(isinstance(t, int) and not isinstance(t, bool) and 0 <= t < n_tracks
+                                            for t in top):
+        raise ValueError(f"{where}: must be a JSON list of track ids of this world (0..{n_tracks - 1})")
+    return top
+
+
+def make_plan(args: argparse.Namespace, botify: dict, env_config: dict, top_tracks: Optional[List[int]]) -> Plan:
+    active = list(args.experiments.split(",")) if args.experiments else list(botify["active_experiments"])
+    run_config = env_config.get("run_config", {})
+    user_config = env_config.get("user_catalog_config", {})
+    return Plan(
+        seed=args.seed,
+        first_track_time=first_track_time(env_config),
+        max_steps=int(run_config.get("max_session_steps", 1000)),
+        experiments={name: botify["experiments"][name] for name in active if name in botify["experiments"]},
+        active=active,
+        top_tracks=top_tracks,
+        top_k=int(botify["recommenders"]["top_k"]),
+        user_defaults={k[len("default_"):]: v for k, v in user_config.items() if k.startswith("default_")},
+        clock_ms=args.clock_ms,
+    )
+
+
+def publish(spark, storage: Storage, lines, final_uri: str, manifest: dict) -> dict:
+    """Write the lines as ``part-NNNNN.jsonl`` files in a fresh copy of ``final_uri`` and swap it in."""
+    with atomic_output(storage, final_uri) as tmp:
+        lines.saveAsTextFile(tmp)
+        for uri in storage.list(tmp):
+            name = posixpath.basename(uri)
+            if name.startswith("part-"):
+                storage.rename(uri, join(tmp, name + ".jsonl"))
+            elif name.startswith((".", "_")):
+                storage.delete(uri)  # Spark's own _SUCCESS and .crc files; atomic_output writes _SUCCESS last
+        manifest = write_manifest(storage, tmp, {**manifest, "events": spark.read.text(tmp).count()})
+    return manifest
+
+
+def run(spark, config: dict, args: argparse.Namespace) -> dict:
+    storage = HadoopStorage(spark)
+    botify = load_config(args.botify_config)
+    botify["storage"]["root"] = config["storage"]["root"]  # one root for the job and the botify it stands in for
+    env_config = load_config(args.sim_config)
+    world_uri = resolve(config, args.world)
+    world_files = read_world(storage, world_uri)
+    n_tracks = sum(1 for line in world_files[TRACKS_FILE].splitlines() if line.strip())
+    if args.top_tracks == "auto":
+        top, top_uri = served_top_tracks(storage, botify, n_tracks)
+    elif args.top_tracks == "none":
+        top, top_uri = None, None
+    else:
+        top_uri = resolve(config, args.top_tracks)
+        top = parse_top_tracks(storage.read_bytes(top_uri), top_uri, n_tracks)
+    plan = make_plan(args, botify, env_config, top)
+    ExperimentAgent(plan.experiments, plan.active, plan.top_tracks, plan.top_k)  # a bad experiment fails here, not in a task
+    partitions = args.partitions or max(spark.sparkContext.defaultParallelism,
+                                        math.ceil(args.sessions / SESSIONS_PER_PARTITION))
+    log.info("simulating %d sessions in %d tasks (experiments %s, TopPop list: %s)", args.sessions, partitions,
+             ",".join(plan.active), top_uri or "none, TopPop serves Random")
+    final = resolve(config, join("logs", args.dataset))
+    return publish(spark, storage, simulate(spark, world_files, plan, args.sessions, partitions), final, {
+        "sessions": args.sessions, "seed": args.seed, "experiments": plan.active, "top_tracks": top_uri,
+        "first_track_time": plan.first_track_time, "max_session_steps": plan.max_steps, "world": world_uri,
+        "world_sha256": sha256(b"".join(world_files[name] for name in WORLD_FILES)), "partitions": partitions,
+    })
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="simulate_logs", description=__doc__.split("\n")[0])
+    add_job_arguments(parser)
+    parser.add_argument("--sessions", type=int, required=True, help="sessions to simulate")
+    parser.add_argument("--seed", type=int, default=42, help="episode i is seeded by (seed, i), as in sim.run (default 42)")
+    parser.add_argument("--dataset", default="train", help="write <root>/logs/<dataset>/ (default train)")
+    parser.add_argument("--world", default="world", help="world directory, relative to the root (default world)")
+    parser.add_argument("--experiments", help="active experiments, comma-separated, the first routes "
+                                              "(default: botify.yml active_experiments)")
+    parser.add_argument("--top-tracks", default="auto",
+                        help="TopPop's popular list: auto (what botify would load), none (Random), or a top_tracks.json")
+    parser.add_argument("--partitions", type=int, default=0,
+                        help=f"Spark tasks (default: the cores, or one per {SESSIONS_PER_PARTITION} sessions)")
+    parser.add_argument("--clock-ms", type=int, default=CLOCK_MS, help="time stamp of episode 0's first event")
+    parser.add_argument("--botify-config", default="botify.yml", help="botify's configuration (experiments, top_k)")
+    parser.add_argument("--sim-config", default="env.yml", help="the simulator's configuration (run_config)")
+    args = parser.parse_args(argv)
+    if args.sessions < 1 or args.partitions < 0:
+        parser.error("--sessions must be >= 1 and --partitions >= 0")
+    if "/" in args.dataset or args.dataset.startswith((".", "_")) or not args.dataset:
+        parser.error(f"--dataset must be a plain name, got {args.dataset!r}")
+    return args
+
+
+def main(argv: Sequence[str] = ()) -> int:
+    args = parse_args(argv)
+    config = load_config(args.config, args.overrides)
+    spark = get_session("simulate_logs", args.profile)
+    try:
+        manifest = run(spark, config, args)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    print(json.dumps({k: manifest[k] for k in ("sessions", "events", "experiments", "top_tracks")}))
+    return 0
