@@ -3,7 +3,11 @@
 Recommendations follow the storage contract (docs/design.md):
 ``<root>/recommendations/<version>/`` with ``json/part-*.json``,
 ``top_tracks.json``, ``_MANIFEST.json`` and ``_SUCCESS``; ``LATEST`` names the
-current version. A version is accepted only when ``_SUCCESS`` exists, the JSON
+current version. botify may serve several recommendation sets at once (e.g.
+the MultiDAE's and the ALS's lists, ``botify.settings.served_sets``),
+each a version in that directory named by its own pointer (``LATEST``,
+``LATEST-als``); a bundle holds every set, and a load with one bad set is
+rejected as a whole. A version is accepted only when ``_SUCCESS`` exists, the JSON
 part files hash to the manifest's ``json_sha256``, the row count matches,
 ``top_tracks.json`` hashes to ``top_tracks_sha256``, and every row is a user
 with 50 distinct tracks that are all in the catalog. A reload also checks
@@ -23,6 +27,7 @@ from common.paths import resolve
 from common.storage import SUCCESS, Storage, join, read_pointer
 
 from botify.catalog import ArtifactError, Catalog, load_catalog
+from botify.settings import DEFAULT_SET, served_sets
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +45,15 @@ class Recommendations:
 
 @dataclass
 class Bundle:
-    """Everything one Redis namespace holds."""
+    """Everything one Redis namespace holds: the catalog, every recommendation set found, the popular list.
+
+    ``sets`` maps every configured set name to its version, or to ``None``
+    when the set has no version yet (no pointer): its users get Ranked's
+    popular fallback.
+    """
 
     catalog: Catalog
-    recommendations: Optional[Recommendations]
+    sets: Dict[str, Optional[Recommendations]]
     top_tracks: Optional[List[int]]
     top_tracks_source: Optional[str]
 
@@ -107,8 +117,8 @@ def _split_by_file(data: bytes, files: List[tuple]):
         offset += size
 
 
-def latest_version(storage: Storage, recs_root: str) -> Optional[str]:
-    pointer = join(recs_root, "LATEST")
+def latest_version(storage: Storage, recs_root: str, pointer_name: str = "LATEST") -> Optional[str]:
+    pointer = join(recs_root, pointer_name)
     if not storage.exists(pointer):
         return None
     try:
@@ -218,28 +228,44 @@ def interactions_top_tracks(storage: Storage, root: str, catalog: Catalog) -> Op
     return parse_top_tracks(storage.read_bytes(top_uri), top_uri, catalog), top_uri
 
 
-def load_bundle(
-    config: dict, storage: Storage, version: Optional[str] = None, with_recommendations: bool = True
-) -> Bundle:
-    """Read and check the catalog and a recommendations version (``None``: what config says).
+def _load_set(storage: Storage, recs_root: str, name: str, spec: dict, wanted: Optional[str],
+              catalog: Catalog) -> Optional[Recommendations]:
+    """Set ``name`` at ``wanted`` (``None``: its configured version; ``latest`` follows its pointer)."""
+    wanted = wanted or spec["version"]
+    if wanted == "latest":
+        wanted = latest_version(storage, recs_root, spec["pointer"])
+        if wanted is None:
+            log.info("no %s yet: recommendation set %s has no lists", join(recs_root, spec["pointer"]), name)
+            return None
+    try:
+        return load_recommendations(storage, recs_root, wanted, catalog)
+    except ArtifactError as exc:
+        raise ArtifactError(f"recommendation set {name}: {exc}" if name != DEFAULT_SET else str(exc)) from exc
 
-    With ``latest`` and no ``LATEST`` pointer yet the bundle has no
-    recommendations (the catalog is enough for Random and StickyArtist); a
-    named version that is missing or fails a check is an ``ArtifactError``.
+
+def load_bundle(
+    config: dict, storage: Storage, versions: Optional[Dict[str, str]] = None, with_recommendations: bool = True
+) -> Bundle:
+    """Read and check the catalog and every recommendation set; ``versions`` pins sets by name
+    (a set not named there: what config says).
+
+    With ``latest`` and no pointer yet a set has no lists (the catalog is
+    enough for Random and StickyArtist); a named version that is missing or
+    fails a check is an ``ArtifactError`` for the whole bundle.
     """
-    artifacts = config["artifacts"]
+    artifacts, versions = config["artifacts"], versions or {}
     catalog = load_catalog(storage, resolve(config, artifacts["catalog"]))
     recs_root = resolve(config, artifacts["recommendations"])
-    wanted = (version or str(artifacts["version"])) if with_recommendations else None
-    if wanted == "latest":
-        wanted = latest_version(storage, recs_root)
-        if wanted is None:
-            log.info("no %s yet: serving the catalog without recommendations", join(recs_root, "LATEST"))
-    recs = load_recommendations(storage, recs_root, wanted, catalog) if wanted else None
-    if recs is not None:
-        return Bundle(catalog, recs, recs.top_tracks, join(recs.uri, "top_tracks.json"))
+    sets: Dict[str, Optional[Recommendations]] = {}
+    for name, spec in served_sets(config).items():
+        sets[name] = (_load_set(storage, recs_root, name, spec, versions.get(name), catalog)
+                      if with_recommendations else None)
+    # The popular list comes with the lists (the default set's first): it is their interactions run's.
+    loaded = [recs for recs in sets.values() if recs is not None]
+    if loaded:
+        return Bundle(catalog, sets, loaded[0].top_tracks, join(loaded[0].uri, "top_tracks.json"))
     found = interactions_top_tracks(storage, resolve(config, artifacts["interactions"]), catalog)
     if found is None:
         log.warning("no top tracks available (no recommendations, no interactions run): TopPop will serve Random")
-        return Bundle(catalog, None, None, None)
-    return Bundle(catalog, None, found[0], found[1])
+        return Bundle(catalog, sets, None, None)
+    return Bundle(catalog, sets, found[0], found[1])

@@ -2,7 +2,9 @@
 
 Assignment is ``common.experiments.assign`` (the course's hashing, so old and
 new logs agree). The first name in ``active_experiments`` routes requests; all
-active experiments are recorded on every log line.
+active experiments are recorded on every log line. An arm is a recommender
+name (``Ranked``) or a recommender over a named recommendation set
+(``{recommender: Ranked, set: als}``), so one experiment can compare models.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from common.experiments import assign
 
 from botify import recommenders
 from botify.recommenders import Recommender
+from botify.settings import arm
 
 
 class Experiments:
@@ -19,18 +22,20 @@ class Experiments:
         self.active: List[str] = list(config["active_experiments"])
         self.specs = {name: config["experiments"][name] for name in self.active}
         settings = config["recommenders"]
-        # One instance per recommender name, shared by every arm that uses it.
-        self.instances: Dict[str, Recommender] = {}
-        for spec in self.specs.values():
-            for rec_name in spec["treatments"].values():
-                if rec_name not in self.instances:
-                    self.instances[rec_name] = recommenders.build(rec_name, settings)
+        primary = self.specs[self.active[0]]
+        # The routing experiment's arms: treatment -> its recommender, reading its recommendation set.
+        # One instance per (recommender, set), shared by the arms that name the same pair.
+        instances: Dict[Tuple[str, str], Recommender] = {}
+        self.arms: Dict[str, Recommender] = {}
+        for treatment, spec in primary["treatments"].items():
+            key = arm(spec)
+            if key not in instances:
+                instances[key] = recommenders.build(key[0], settings, recs_set=key[1])
+            self.arms[treatment] = instances[key]
 
     def treatments(self, user: int) -> Dict[str, str]:
         return {name: assign(user, name, int(spec["split"])) for name, spec in self.specs.items()}
 
     def route(self, user: int) -> Tuple[Dict[str, str], Recommender]:
         treatments = self.treatments(user)
-        primary = self.active[0]
-        rec_name = self.specs[primary]["treatments"][treatments[primary]]
-        return treatments, self.instances[rec_name]
+        return treatments, self.arms[treatments[self.active[0]]]

@@ -8,12 +8,13 @@ first one's namespace active and loads nothing.
 from __future__ import annotations
 
 import logging
-from typing import Optional
+from typing import Dict, Optional
 
 from common.storage import FsspecStorage
 
 from botify.artifacts import check_coverage, load_bundle
 from botify.catalog import ArtifactError
+from botify.settings import DEFAULT_SET
 from botify.store import Store
 
 log = logging.getLogger(__name__)
@@ -23,28 +24,34 @@ def _lock_s(config: dict) -> int:
     return int(config["redis"]["reload_lock_s"])
 
 
-def _load_checked(config: dict, store: Store, version: Optional[str], force: bool) -> dict:
-    bundle = load_bundle(config, FsspecStorage(), version)
-    if bundle.recommendations is not None and not force:
-        artifacts = config["artifacts"]
-        check_coverage(bundle.recommendations, store.served_users(),
-                       int(artifacts["min_rows"]), float(artifacts["min_user_coverage"]))
+def _load_checked(config: dict, store: Store, versions: Optional[Dict[str, str]], force: bool) -> dict:
+    bundle = load_bundle(config, FsspecStorage(), versions)
+    artifacts = config["artifacts"]
+    for name, recs in bundle.sets.items():
+        if recs is not None and not force:
+            try:
+                check_coverage(recs, store.served_users(name),
+                               int(artifacts["min_rows"]), float(artifacts["min_user_coverage"]))
+            except ArtifactError as exc:
+                raise ArtifactError(str(exc) if name == DEFAULT_SET else f"recommendation set {name}: {exc}") from exc
     return store.publish(bundle)
 
 
 def reload_artifacts(config: dict, store: Store, version: Optional[str] = None, wait_s: float = 0,
                      force: bool = False) -> dict:
-    """Fetch, check, publish. Raises ``ArtifactError`` (nothing switched) or ``ReloadBusy``.
+    """Fetch, check, publish every recommendation set; ``version`` pins the default set (others: as configured).
 
-    ``force`` skips the coverage check (an intentionally smaller version), never the integrity checks.
+    Raises ``ArtifactError`` (nothing switched, whichever set failed) or
+    ``ReloadBusy``. ``force`` skips the coverage check (an intentionally
+    smaller version), never the integrity checks.
     """
     with store.reload_lock(_lock_s(config), wait_s):
-        return _load_checked(config, store, version, force)
+        return _load_checked(config, store, {DEFAULT_SET: version} if version else None, force)
 
 
-def load_or_keep(config: dict, store: Store, version: Optional[str] = None, only_if_empty: bool = False,
+def load_or_keep(config: dict, store: Store, versions: Optional[Dict[str, str]] = None, only_if_empty: bool = False,
                  wait_s: Optional[float] = None) -> Optional[dict]:
-    """Startup / recovery load of ``version`` (``None``: the configured one).
+    """Startup / recovery load of ``versions`` (set name -> version; a set not named: the configured one).
 
     On a bad version keep what Redis serves, or serve the catalog alone if
     nothing is served. ``only_if_empty``: load nothing when a namespace is
@@ -56,7 +63,7 @@ def load_or_keep(config: dict, store: Store, version: Optional[str] = None, only
             log.info("artifacts already restored by another loader (namespace %s)", store.active())
             return None
         try:
-            return _load_checked(config, store, version, force=False)
+            return _load_checked(config, store, versions, force=False)
         except ArtifactError as exc:
             log.error("artifact load rejected: %s", exc)
             if store.active() is not None:

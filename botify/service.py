@@ -7,10 +7,10 @@ thread rotates event logs, reloads artifacts into a Redis that came back empty
 (``artifacts.auto_load``), and follows catalog changes for the fallback.
 
 A Redis restart must not change what is served: every worker remembers the
-recommendations version of the namespace it last saw served (``serving``,
-refreshed each upkeep tick and on its own reloads) and the recovery load
-restores that version, not ``artifacts.version``. A restart of botify itself
-starts again from ``artifacts.version``.
+version of every recommendation set in the namespace it last saw served
+(``serving``, refreshed each upkeep tick and on its own reloads) and the
+recovery load restores those versions, not the configured ones. A restart of
+botify itself starts again from the configuration.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import os
 import random
 import threading
 import time
-from typing import Callable, Optional
+from typing import Callable, Dict, Optional
 
 import redis
 
@@ -33,7 +33,8 @@ from botify.event_log import EventLog
 from botify.experiments import Experiments
 from botify.recommenders import View
 from botify.reload import load_or_keep, reload_artifacts
-from botify.store import NamespaceGone, ReloadBusy, Store
+from botify.settings import DEFAULT_SET, served_sets
+from botify.store import NamespaceGone, ReloadBusy, Store, served_versions, set_field
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +64,12 @@ class Service:
         self._state_lock = threading.Lock()
         self._stop = threading.Event()
         self._next_auto_load = 0.0
-        # Recommendations version last seen served ("" = the catalog alone); None until one was seen.
-        self.serving: Optional[str] = None
+        self.sets = list(served_sets(config))
+        # Version of each recommendation set last seen served ("" = no lists); None until a namespace was seen.
+        self.serving: Optional[Dict[str, str]] = None
         try:
             active = self.store.active()
-            self.serving = self.store.meta(active).get("recommendations") if active else None
+            self.serving = served_versions(self.store.meta(active), self.sets) if active else None
         except self.redis_errors:
             pass  # Redis down at start: the upkeep thread learns it later
         self._auto_load_backoff = 1.0
@@ -142,14 +144,18 @@ class Service:
         try:
             ns = self._redis(self.store.active)
             meta = self._redis(lambda: self.store.meta(ns)) if ns else {}
-            return {"redis": "ok", "namespace": ns, "recommendations": meta.get("recommendations") or None,
-                    "model_version": meta.get("model_version") or None}
+            health = {"redis": "ok", "namespace": ns, "recommendations": meta.get("recommendations") or None,
+                      "model_version": meta.get("model_version") or None}
+            named = [s for s in self.sets if s != DEFAULT_SET]
+            if named:
+                health["sets"] = {s: meta.get(set_field("recommendations", s)) or None for s in named}
+            return health
         except Unavailable as exc:
             return {"redis": f"unavailable ({exc})", "namespace": None}
 
     def reload(self, version: Optional[str] = None, force: bool = False) -> dict:
         result = reload_artifacts(self.config, self.store, version, force=force)
-        self.serving = result["recommendations"]
+        self.serving = served_versions(result, self.sets)
         return result
 
     def _log(self, message, user, track, played, start, recommendation, treatments) -> None:
@@ -178,19 +184,20 @@ class Service:
             return
         meta = self._redis(lambda: self.store.meta(ns))
         if "recommendations" in meta:
-            self.serving = meta["recommendations"]
+            self.serving = served_versions(meta, self.sets)
         if meta.get("catalog_sha256") and meta["catalog_sha256"] != self.catalog.sha256:
             self.catalog = load_catalog(FsspecStorage(), meta["catalog_uri"])
             log.info("fallback catalog follows namespace %s (%d tracks)", ns, len(self.catalog))
 
     def _auto_load(self) -> None:
-        pinned = self.serving or None
+        # A set that served no lists ("") is loaded as configured: its first version may have appeared since.
+        pinned = {s: v for s, v in (self.serving or {}).items() if v}
         log.warning("Redis has no active artifacts (restarted or flushed?): loading %s",
-                    f"recommendations {pinned}, the version served before" if pinned else "the configured artifacts")
+                    f"recommendations {pinned}, the versions served before" if pinned else "the configured artifacts")
         try:
             result = load_or_keep(self.config, self.store, pinned, only_if_empty=True, wait_s=0)
             if result is not None:
-                self.serving = result["recommendations"]
+                self.serving = served_versions(result, self.sets)
             self._auto_load_backoff = 1.0
         except ReloadBusy:
             pass  # another worker is loading

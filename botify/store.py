@@ -8,12 +8,14 @@ Layout (``P`` is ``redis.prefix``)::
     P:ns:<id>:artist_of       hash track -> artist
     P:ns:<id>:by_artist       hash artist -> JSON list of tracks
     P:ns:<id>:ids             set of track ids
-    P:ns:<id>:recs            hash user -> JSON list of 50 tracks, best first
+    P:ns:<id>:recs            hash user -> JSON list of 50 tracks, best first (the default set)
+    P:ns:<id>:recs:<set>      the same for each named recommendation set (artifacts.sets)
     P:ns:<id>:top             JSON list of popular tracks (absent when there are none)
     P:history:<user>          set of tracks recommended in the current session (TTL; cleared at /last)
 
-A load writes a fresh namespace, then switches ``P:active`` with one ``SET``
-and deletes the previous namespace ``meta`` first. Readers run their reads in
+A load writes a fresh namespace holding every recommendation set, then
+switches ``P:active`` with one ``SET`` (so all sets switch together) and
+deletes the previous namespace ``meta`` first. Readers run their reads in
 a ``MULTI`` together with ``EXISTS meta``, so a read either sees a complete
 namespace or learns it is gone and re-reads ``P:active``. Only JSON and native
 Redis types are stored; nothing is ever unpickled.
@@ -24,11 +26,12 @@ import contextlib
 import datetime as dt
 import json
 import logging
-from typing import Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional, Set
 
 import redis
 
 from botify.artifacts import Bundle
+from botify.settings import DEFAULT_SET
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,9 @@ class Store:
 
     def key(self, ns: str, name: str) -> str:
         return f"{self.prefix}:ns:{ns}:{name}"
+
+    def recs_key(self, ns: str, recs_set: str) -> str:
+        return self.key(ns, "recs" if recs_set == DEFAULT_SET else f"recs:{recs_set}")
 
     def history_key(self, user: int) -> str:
         return f"{self.prefix}:history:{user}"
@@ -129,14 +135,14 @@ class Store:
         log.info("serving namespace %s (%s); previous %s deleted", ns, _describe(meta), previous)
         return {"namespace": ns, "previous": previous, **meta}
 
-    def served_users(self) -> Optional[int]:
-        """How many users have a list in the namespace served now (``None``: nothing served)."""
+    def served_users(self, recs_set: str = DEFAULT_SET) -> Optional[int]:
+        """How many users have a list of ``recs_set`` in the namespace served now (``None``: nothing served)."""
         ns = self.active()
-        users = self.meta(ns).get("users") if ns else None
+        users = self.meta(ns).get(set_field("users", recs_set)) if ns else None
         return int(users) if users else None
 
     def _write(self, ns: str, bundle: Bundle) -> dict:
-        catalog, recs = bundle.catalog, bundle.recommendations
+        catalog = bundle.catalog
         pipe = self.r.pipeline(transaction=False)
         pending = 0
 
@@ -158,9 +164,9 @@ class Store:
         for i in range(0, len(ids), BATCH):
             pipe.sadd(self.key(ns, "ids"), *ids[i : i + BATCH])
             flush_if_full()
-        if recs is not None:
-            for user, tracks in recs.lists.items():
-                pipe.hset(self.key(ns, "recs"), user, json.dumps(tracks))
+        for recs_set, recs in bundle.sets.items():
+            for user, tracks in (recs.lists.items() if recs else ()):
+                pipe.hset(self.recs_key(ns, recs_set), user, json.dumps(tracks))
                 flush_if_full()
         if bundle.top_tracks:
             pipe.set(self.key(ns, "top"), json.dumps(bundle.top_tracks))
@@ -170,30 +176,35 @@ class Store:
             "catalog_uri": catalog.uri,
             "catalog_sha256": catalog.sha256,
             "tracks": str(len(catalog)),
-            "recommendations": recs.version if recs else "",
-            "model_version": str(recs.manifest.get("model_version", "")) if recs else "",
-            "users": str(len(recs.lists)) if recs else "0",
             "top_tracks": str(len(bundle.top_tracks or [])),
             "top_tracks_source": bundle.top_tracks_source or "",
         }
+        for recs_set, recs in bundle.sets.items():
+            meta[set_field("recommendations", recs_set)] = recs.version if recs else ""
+            meta[set_field("model_version", recs_set)] = str(recs.manifest.get("model_version", "")) if recs else ""
+            meta[set_field("users", recs_set)] = str(len(recs.lists)) if recs else "0"
         self.r.hset(self.key(ns, "meta"), mapping=meta)
         return meta
 
-    def drop(self, ns: str) -> None:
+    def drop(self, ns: str, keys: Optional[Set[str]] = None) -> None:
+        """Delete namespace ``ns``: its ``keys`` if known, else every key under it."""
         # meta first: from then on every reader of ns sees NamespaceGone instead of half a namespace.
         self.r.delete(self.key(ns, "meta"))
-        names = ("track", "artist_of", "by_artist", "ids", "recs", "top")
-        self.r.unlink(*[self.key(ns, n) for n in names])
+        if keys is None:
+            keys = set(self.r.scan_iter(match=self.key(ns, "*"), count=1000))
+        keys = keys - {self.key(ns, "meta")}
+        if keys:
+            self.r.unlink(*sorted(keys))
 
     def _collect_garbage(self, keep: str) -> None:
         """Delete every namespace but ``keep`` (the previous one and any left by a crashed load)."""
-        stale = set()
+        stale: Dict[str, Set[str]] = {}
         for key in self.r.scan_iter(match=f"{self.prefix}:ns:*", count=1000):
             ns = key[len(f"{self.prefix}:ns:") :].split(":", 1)[0]
             if ns != keep:
-                stale.add(ns)
+                stale.setdefault(ns, set()).add(key)
         for ns in sorted(stale):
-            self.drop(ns)
+            self.drop(ns, stale[ns])
 
     def namespaces(self) -> List[str]:
         found = set()
@@ -202,6 +213,19 @@ class Store:
         return sorted(found)
 
 
+def set_field(field: str, recs_set: str) -> str:
+    """The meta field describing one recommendation set: ``users`` for the default set, ``users:als`` for ``als``."""
+    return field if recs_set == DEFAULT_SET else f"{field}:{recs_set}"
+
+
+def served_versions(meta: dict, sets) -> Dict[str, str]:
+    """``{set: version}`` recorded in a namespace's meta for each of ``sets`` ("" = no lists; absent: not loaded)."""
+    return {s: meta[set_field("recommendations", s)] for s in sets if set_field("recommendations", s) in meta}
+
+
 def _describe(meta: dict) -> str:
-    recs = meta["recommendations"] or "no recommendations"
-    return f"{meta['tracks']} tracks, {recs}, {meta['users']} users, {meta['top_tracks']} top tracks"
+    sets = [(k.partition(":")[2] or DEFAULT_SET, v) for k, v in sorted(meta.items())
+            if k.partition(":")[0] == "recommendations"]
+    recs = ", ".join(f"{v or 'no recommendations'} ({meta[set_field('users', s)]} users)"
+                     + ("" if s == DEFAULT_SET else f" as {s}") for s, v in sets)
+    return f"{meta['tracks']} tracks, {recs}, {meta['top_tracks']} top tracks"

@@ -7,12 +7,13 @@ from botify.recommenders.random_track import Random
 from botify.recommenders.ranked import Ranked
 from botify.recommenders.sticky_artist import StickyArtist
 from botify.recommenders.top_pop import TopPop
+from botify.settings import DEFAULT_SET
 
 REGISTRY = {cls.name: cls for cls in (Random, TopPop, StickyArtist, Indexed, Ranked)}
 
 
-def build(name: str, settings: dict) -> Recommender:
-    return REGISTRY[name](settings)
+def build(name: str, settings: dict, recs_set: str = DEFAULT_SET) -> Recommender:
+    return REGISTRY[name](settings, recs_set=recs_set)
 
 
 __all__ = ["REGISTRY", "Recommender", "View", "build"]

@@ -8,6 +8,7 @@ from typing import Dict, List, Optional, Set
 
 from common import recommenders as rules
 
+from botify.settings import DEFAULT_SET
 from botify.store import Store
 
 log = logging.getLogger(__name__)
@@ -46,22 +47,25 @@ class View:
         (raw,) = self.store.read(self.ns, lambda p: p.hget(self.store.key(self.ns, "by_artist"), artist))
         return json.loads(raw) if raw else None
 
-    def user_list(self, user: int) -> Optional[List[int]]:
-        (raw,) = self.store.read(self.ns, lambda p: p.hget(self.store.key(self.ns, "recs"), user))
+    def user_list(self, user: int, recs_set: str) -> Optional[List[int]]:
+        (raw,) = self.store.read(self.ns, lambda p: p.hget(self.store.recs_key(self.ns, recs_set), user))
         return json.loads(raw) if raw else None
 
-    def user_list_and_history(self, user: int) -> tuple:
+    def user_list_and_history(self, user: int, recs_set: str) -> tuple:
         raw, history = self.store.read(
             self.ns,
-            lambda p: (p.hget(self.store.key(self.ns, "recs"), user), p.smembers(self.store.history_key(user))),
+            lambda p: (p.hget(self.store.recs_key(self.ns, recs_set), user), p.smembers(self.store.history_key(user))),
         )
         return (json.loads(raw) if raw else None), {int(t) for t in history}
 
 
 class Recommender:
+    """One arm's rule. ``recs_set``: the recommendation set whose user lists it reads (list recommenders only)."""
+
     name = "?"
 
-    def __init__(self, settings: dict, rng: Optional[random.Random] = None):
+    def __init__(self, settings: dict, rng: Optional[random.Random] = None, recs_set: str = DEFAULT_SET):
+        self.recs_set = recs_set
         self.top_k = int(settings["top_k"])
         self.history_ttl_s = int(settings["history_ttl_s"])
         self.rng = rng or random.Random()

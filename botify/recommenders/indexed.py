@@ -11,7 +11,7 @@ class Indexed(Recommender):
     name = "Indexed"
 
     def recommend(self, view: View, user: int, prev_track: int, prev_time: float) -> int:
-        tracks = view.user_list(user)
+        tracks = view.user_list(user, self.recs_set)
         if tracks:
             return tracks[self.pick(len(tracks))]
         return rules.top_pop(view, self.pick, self.top_k)

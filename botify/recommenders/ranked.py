@@ -15,7 +15,7 @@ class Ranked(Recommender):
     name = "Ranked"
 
     def recommend(self, view: View, user: int, prev_track: int, prev_time: float) -> int:
-        tracks, seen = view.user_list_and_history(user)
+        tracks, seen = view.user_list_and_history(user, self.recs_set)
         choice = next((t for t in tracks or () if t not in seen), None)
         if choice is None:
             choice = self.popular(view, exclude=seen)

@@ -35,7 +35,9 @@ def write_recommendations(
     parts: int = 2,
     latest: bool = True,
     model_version: Optional[str] = None,
+    pointer: str = "LATEST",
 ) -> str:
+    """``<root>/recommendations/<version>/``; ``latest``: move ``pointer`` (a set's pointer file) to it."""
     storage = FsspecStorage()
     base = join(root, "recommendations", version)
     users = sorted(lists)
@@ -63,5 +65,5 @@ def write_recommendations(
     })
     storage.write_bytes(join(base, "_SUCCESS"), b"")
     if latest:
-        write_pointer(storage, join(root, "recommendations", "LATEST"), version)
+        write_pointer(storage, join(root, "recommendations", pointer), version)
     return base
