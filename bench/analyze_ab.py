@@ -1,6 +1,6 @@
 """Bench: the analyze_ab job (Spark SQL windows) against the notebook approach on the same events.
 
-The notebook approach is what the seed's analysis notebook does at scale:
+The notebook approach is what the course's analysis notebook does at scale:
 ``groupBy(user)`` + ``collect_list`` of each user's events and a Python UDF
 that sorts and sessionises them. It follows the job's rules exactly (duplicate
 removal, event order, trailing sessions dropped, one treatment per user), so
@@ -39,30 +39,38 @@ EXPERIMENT, CONTROL = "AB", "C"
 log = logging.getLogger("bench.analyze_ab")
 
 
+def _event_key(e):
+    """The job's order (common/sessions.py) and, in full, an event's identity: equal keys are exact copies."""
+    latency, rec = e["latency"], e["recommendation"]
+    experiments = tuple(sorted((e["experiments"] or {}).items()))
+    return (e["timestamp"], 1 if e["message"] == "last" else 0, e["track"], e["time"],
+            latency is not None, latency or 0.0, rec is not None, rec or 0, experiments)  # Spark: nulls first
+
+
 def sessionize_user(events):
     """The notebook's per-user Python: sort, drop exact duplicates, cut at `last`, drop the trailing part."""
-    rows = sorted(((e["timestamp"], 1 if e["message"] == "last" else 0, e["track"], e["time"], e["latency"], e["treatment"])
-                   for e in events), key=lambda r: r[:4])
-    treatments = {r[5] for r in rows if r[5] is not None}
+    rows = sorted((_event_key(e), e["timestamp"], 1 if e["message"] == "last" else 0, e["track"], e["time"],
+                   e["latency"], e["experiments"].get(EXPERIMENT) if e["experiments"] else None) for e in events)
+    treatments = {r[6] for r in rows if r[6] is not None}
     if len(treatments) != 1:
         return None
     sessions, current, previous = [], [], None
     for row in rows:
-        if row[:4] == previous:
+        if row[0] == previous:
             continue
-        previous = row[:4]
+        previous = row[0]
         current.append(row)
-        if row[1]:
+        if row[2]:
             sessions.append(current)
             current = []
     if not sessions:
         return None
-    latencies = [r[4] for s in sessions for r in s if r[4] is not None]
+    latencies = [r[5] for s in sessions for r in s if r[5] is not None]
     return (
         treatments.pop(),
         len(sessions),
         sum(len(s) for s in sessions) / len(sessions),
-        sum(sum(r[3] for r in s) for s in sessions) / len(sessions),
+        sum(sum(r[4] for r in s) for s in sessions) / len(sessions),
         sum(latencies) / len(latencies) if latencies else None,
     )
 
@@ -79,12 +87,10 @@ def notebook_user_metrics(spark, input_uri: str):
         T.StructField("mean_request_time", T.DoubleType()),
     ])
     udf = F.udf(sessionize_user, result)
-    events = spark.read.schema(EVENT_SCHEMA).json(input_uri).select(
-        "user", "timestamp", "message", "track", "time", "latency",
-        F.col("experiments").getField(EXPERIMENT).alias("treatment"),
-    )
+    events = spark.read.schema(EVENT_SCHEMA).json(input_uri)
     per_user = events.groupBy("user").agg(
-        F.collect_list(F.struct("timestamp", "message", "track", "time", "latency", "treatment")).alias("events")
+        F.collect_list(F.struct("timestamp", "message", "track", "time", "latency", "recommendation",
+                                "experiments")).alias("events")
     )
     return per_user.select("user", udf("events").alias("m")).where(F.col("m").isNotNull()).select("user", "m.*")
 

@@ -49,10 +49,13 @@ def pandas_extract(paths, threshold: float, top_n: int):
         df[col] = pd.to_numeric(df[col], errors="coerce")
     df["time"] = pd.to_numeric(df["time"], errors="coerce")
     ok = df["message"].isin(["next", "last"]) & df["user"].notna() & df["track"].notna() & df["time"].between(0, 1)
-    df = df[ok].drop_duplicates(["message", "timestamp", "user", "track", "time"])
-    # Session starts as the job marks them: a `next` that is the user's first event, or first after a `last`.
+    # Exact duplicates only (common/sessions.py): every field, the experiments map as sorted items.
+    df = df[ok].assign(_experiments=df["experiments"].map(lambda m: tuple(sorted((m or {}).items()))))
+    df = df.drop_duplicates(["message", "timestamp", "user", "track", "time", "latency", "recommendation", "_experiments"])
+    # Session starts as the job marks them: a `next` that is the user's first event, or first after a `last`;
+    # a `next` sorts before a `last` of the same millisecond.
     df = df.assign(_is_last=(df["message"] == "last").astype(int))
-    df = df.sort_values(["user", "timestamp", "_is_last"], ascending=[True, True, False], kind="stable")
+    df = df.sort_values(["user", "timestamp", "_is_last"], kind="stable")
     after_last = df.groupby("user")["_is_last"].shift(1).fillna(1) == 1
     df["start"] = ((df["message"] == "next") & after_last).astype(int)
     agg = df.groupby(["user", "track"]).agg(plays=("time", "size"), total_time=("time", "sum"), max_time=("time", "max"),
