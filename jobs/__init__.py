@@ -11,6 +11,7 @@ JOBS = {
     "train_multidae": "jobs.train_multidae",
     "tune_multidae": "jobs.tune_multidae",
     "infer_recommendations": "jobs.infer_recommendations",
+    "train_als": "jobs.train_als",
     "evaluate_offline": "jobs.evaluate_offline",
     "analyze_ab": "jobs.analyze_ab",
     # The simulator's Spark entry point (training traffic at volume) lives in sim/ (docs/design.md).
