@@ -1,7 +1,9 @@
 """botify-demo: the whole loop on this machine, from an empty folder to the A/B report.
 
 generate the world -> start Redis + botify (BASELINE experiment) -> simulated
-training traffic over HTTP -> upload logs -> extract_interactions ->
+training traffic over HTTP -> upload logs (or, with ``--train-traffic fast``,
+the seed scale's default: the same traffic's logs written by the
+``simulate_logs`` Spark job, no botify) -> extract_interactions ->
 train_multidae -> infer_recommendations -> botify hot-reloads the lists ->
 botify switches to the AB experiment (C = StickyArtist, T1 = Ranked) ->
 simulated A/B traffic -> upload -> analyze_ab -> the report.
@@ -30,11 +32,16 @@ from pipeline.processes import PYTHON, REPO, Service, StepFailed, command
 log = logging.getLogger("demo")
 
 SCALES = {
-    # name: world tracks, users, training sessions, A/B sessions, epochs
-    "small": dict(tracks=2_000, users=400, train_sessions=2_000, ab_sessions=600, epochs=2),
-    "default": dict(tracks=50_000, users=10_000, train_sessions=40_000, ab_sessions=10_000, epochs=10),
-    "seed": dict(tracks=50_000, users=10_000, train_sessions=1_300_000, ab_sessions=10_000, epochs=10),
+    # name: world tracks, users, training sessions, A/B sessions, epochs, how training traffic is made.
+    # The A/B always goes over HTTP; training traffic at the seed's volume through botify would take hours,
+    # so there the fast path writes what botify would have logged (docs/sim.md "The fast path").
+    "small": dict(tracks=2_000, users=400, train_sessions=2_000, ab_sessions=600, epochs=2, train_traffic="http"),
+    "default": dict(tracks=50_000, users=10_000, train_sessions=40_000, ab_sessions=10_000, epochs=10,
+                    train_traffic="http"),
+    "seed": dict(tracks=50_000, users=10_000, train_sessions=1_300_000, ab_sessions=10_000, epochs=10,
+                 train_traffic="fast"),
 }
+TRAIN_SEED_OFFSET = 1  # training sessions are seeded by world seed + 1 (the A/B by 31337), either path
 
 
 class Demo:
@@ -111,9 +118,7 @@ class Demo:
         (self.workdir / "services.json").write_text(json.dumps({"redis": self.redis.url, "botify": self.url}))
         try:
             self.step("generate world", self.generate_world)
-            self.step("start botify (BASELINE)", lambda: self.start_botify("BASELINE"))
-            self.step(f"simulate {a.train_sessions} training sessions", lambda: self.simulate("sim-train", a.train_sessions, a.seed + 1))
-            self.step("stop botify, upload training logs", lambda: (self.stop_botify(), self.upload("baseline", "train")))
+            self.training_traffic()
             self.step("extract_interactions", lambda: self.spark_job(
                 "extract_interactions", "--run", self.run_id, "--set", f"extract.threshold={a.label_threshold}"))
             self.step("train_multidae", lambda: self.spark_job(
@@ -131,6 +136,18 @@ class Demo:
             (self.workdir / "timings.json").write_text(json.dumps(self.timings, indent=2))
         self.show_report()
         return 0
+
+    def training_traffic(self) -> None:
+        a = self.args
+        seed = a.seed + TRAIN_SEED_OFFSET
+        if a.train_traffic == "fast":
+            self.step(f"simulate_logs: {a.train_sessions} training sessions without HTTP", lambda: self.spark_job(
+                "simulate_logs", "--sessions", str(a.train_sessions), "--seed", str(seed),
+                "--experiments", "BASELINE", "--dataset", "train"))
+            return
+        self.step("start botify (BASELINE)", lambda: self.start_botify("BASELINE"))
+        self.step(f"simulate {a.train_sessions} training sessions", lambda: self.simulate("sim-train", a.train_sessions, seed))
+        self.step("stop botify, upload training logs", lambda: (self.stop_botify(), self.upload("baseline", "train")))
 
     def serve_ab(self) -> None:
         # botify comes up with the AB experiment, then picks up the new lists without a
@@ -151,7 +168,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="botify-demo", description=__doc__.split("\n")[0])
     parser.add_argument("--scale", choices=sorted(SCALES), default="default",
                         help="small: a few minutes (tests); default: within 20 minutes on 2 cores; "
-                             "seed: the seed's 1.3M training sessions (hours)")
+                             "seed: the seed's 1.3M training sessions, written by the fast path")
     parser.add_argument("--workdir", default=str(REPO / "build" / "demo"), help="wiped and recreated")
     parser.add_argument("--seed", type=int, default=31337, help="world seed")
     for key in ("tracks", "users", "train_sessions", "ab_sessions", "epochs"):
@@ -160,6 +177,9 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                         help="implicit label max(time) > this (default 0.3: in the simulated world listening "
                              "times are lower than in the course's logs, and the seed's 0.8 leaves ~1%% of "
                              "user-track pairs positive at the default scale)")
+    parser.add_argument("--train-traffic", choices=("http", "fast"),
+                        help="training traffic through botify over HTTP, or its logs written by the simulate_logs "
+                             "job (default: the scale's; the A/B always goes over HTTP)")
     parser.add_argument("--sim-processes", type=int, default=2)
     parser.add_argument("--botify-workers", type=int, default=2)
     args = parser.parse_args(argv)
