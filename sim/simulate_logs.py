@@ -118,17 +118,27 @@ def _player(world_key: str, world, plan: Plan):
 
 
 def simulate(spark, world_files: Dict[str, bytes], plan: Plan, sessions: int, partitions: int):
-    """An RDD of event-log lines: episodes 0..sessions-1 split into ``partitions`` tasks."""
+    """``(RDD of event-log lines, an accumulator counting them)``: episodes 0..sessions-1 in ``partitions`` tasks.
+
+    The count is exact once the RDD was written: the write is the job's result
+    stage, and Spark merges a result task's accumulator updates once per
+    partition (a retried or speculative copy of the task does not add again).
+    """
     sc = spark.sparkContext
     world = sc.broadcast(world_files)
     world_key = sha256(b"".join(world_files[name] for name in WORLD_FILES))
+    events = sc.accumulator(0)
 
     def play(episodes: Iterator[int]) -> Iterator[str]:
         env, agent = _player(world_key, world, plan)
+        count = 0
         with one_blas_thread():
-            yield from session_lines(env, agent, plan, episodes)
+            for line in session_lines(env, agent, plan, episodes):
+                count += 1
+                yield line
+        events.add(count)
 
-    return sc.range(0, sessions, numSlices=partitions).mapPartitions(play)
+    return sc.range(0, sessions, numSlices=partitions).mapPartitions(play), events
 
 
 def read_world(storage: Storage, world_uri: str) -> Dict[str, bytes]:
@@ -191,8 +201,9 @@ def make_plan(args: argparse.Namespace, botify: dict, env_config: dict, top_trac
     )
 
 
-def publish(spark, storage: Storage, lines, final_uri: str, manifest: dict) -> dict:
+def publish(storage: Storage, simulated, final_uri: str, manifest: dict) -> dict:
     """Write the lines as ``part-NNNNN.jsonl`` files in a fresh copy of ``final_uri`` and swap it in."""
+    lines, events = simulated
     with atomic_output(storage, final_uri) as tmp:
         lines.saveAsTextFile(tmp)
         for uri in storage.list(tmp):
@@ -201,7 +212,7 @@ def publish(spark, storage: Storage, lines, final_uri: str, manifest: dict) -> d
                 storage.rename(uri, join(tmp, name + ".jsonl"))
             elif name.startswith((".", "_")):
                 storage.delete(uri)  # Spark's own _SUCCESS and .crc files; atomic_output writes _SUCCESS last
-        manifest = write_manifest(storage, tmp, {**manifest, "events": spark.read.text(tmp).count()})
+        manifest = write_manifest(storage, tmp, {**manifest, "events": events.value})
     return manifest
 
 
@@ -227,7 +238,7 @@ def run(spark, config: dict, args: argparse.Namespace) -> dict:
     log.info("simulating %d sessions in %d tasks (experiments %s, TopPop list: %s)", args.sessions, partitions,
              ",".join(plan.active), top_uri or "none, TopPop serves Random")
     final = resolve(config, join("logs", args.dataset))
-    return publish(spark, storage, simulate(spark, world_files, plan, args.sessions, partitions), final, {
+    return publish(storage, simulate(spark, world_files, plan, args.sessions, partitions), final, {
         "sessions": args.sessions, "seed": args.seed, "experiments": plan.active, "top_tracks": top_uri,
         "first_track_time": plan.first_track_time, "max_session_steps": plan.max_steps, "world": world_uri,
         "world_sha256": sha256(b"".join(world_files[name] for name in WORLD_FILES)), "partitions": partitions,
