@@ -38,9 +38,9 @@ def require_token(view):
 @require_token
 def reload():
     service = current_app.extensions["botify"]
-    version, force = parse_reload(request.get_data(cache=False))
+    versions, force = parse_reload(request.get_data(cache=False))
     try:
-        result = service.reload(version, force=force)
+        result = service.reload(versions, force=force)
     except ArtifactError as exc:
         return jsonify(error=f"reload rejected, previous version still serving: {exc}"), 422
     except ReloadBusy as exc:

@@ -253,11 +253,14 @@ def load_bundle(
     enough for Random and StickyArtist); a named version that is missing or
     fails a check is an ``ArtifactError`` for the whole bundle.
     """
-    artifacts, versions = config["artifacts"], versions or {}
+    artifacts, versions, served = config["artifacts"], versions or {}, served_sets(config)
+    unknown = sorted(set(versions) - set(served))
+    if unknown:
+        raise ArtifactError(f"no recommendation set {unknown[0]!r} is served (serving: {', '.join(served)})")
     catalog = load_catalog(storage, resolve(config, artifacts["catalog"]))
     recs_root = resolve(config, artifacts["recommendations"])
     sets: Dict[str, Optional[Recommendations]] = {}
-    for name, spec in served_sets(config).items():
+    for name, spec in served.items():
         sets[name] = (_load_set(storage, recs_root, name, spec, versions.get(name), catalog)
                       if with_recommendations else None)
     # The popular list comes with the lists (the default set's first): it is their interactions run's.

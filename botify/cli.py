@@ -1,7 +1,7 @@
 """``botify``: serve, reload artifacts, complete event log files.
 
     botify serve [--dev] [--set key=value ...]
-    botify reload [--version V] [--url URL] [--token T]
+    botify reload [--version V] [--set-version SET=V ...] [--url URL] [--token T]
     botify rotate-logs [--url URL] [--token T] [--timeout S]
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import List, Optional
 
 from common.config import ConfigError, add_config_arguments
 
-from botify.settings import CONFIG_NAME, load_settings
+from botify.settings import CONFIG_NAME, DEFAULT_SET, load_settings
 
 log = logging.getLogger("botify")
 
@@ -92,11 +92,25 @@ def _server_url(config: dict) -> str:
     return f"http://{config['server']['host']}:{config['server']['port']}"
 
 
+def _set_versions(pairs: List[str]) -> dict:
+    """``["als=V", ...]`` -> ``{"als": "V"}``."""
+    versions = {}
+    for pair in pairs:
+        name, sep, version = pair.partition("=")
+        if not sep or not name or not version:
+            raise ConfigError(f"--set-version takes SET=VERSION, got {pair!r}")
+        versions[name] = version
+    return versions
+
+
 def cmd_reload(args) -> int:
     config = _settings(args)
     token = args.token or config["admin"]["token"]
+    sets = _set_versions(args.set_version)
     if args.url or not config["redis"]["url"]:
         body = {"version": args.version} if args.version else {}
+        if sets:
+            body["sets"] = sets
         if args.force:
             body["force"] = True
         return _admin_post(args.url or _server_url(config), "/admin/reload", token, body, args.timeout)
@@ -106,8 +120,8 @@ def cmd_reload(args) -> int:
     from botify.store import ReloadBusy, Store
 
     try:
-        result = reload_artifacts(config, Store.from_config(config), args.version, wait_s=args.timeout,
-                                  force=args.force)
+        versions = {**sets, DEFAULT_SET: args.version} if args.version else sets
+        result = reload_artifacts(config, Store.from_config(config), versions, wait_s=args.timeout, force=args.force)
     except (ArtifactError, ReloadBusy) as exc:
         print(f"error: reload rejected, previous version still serving: {exc}", file=sys.stderr)
         return 1
@@ -148,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     reload = sub.add_parser("reload", help="load artifacts (LATEST or --version) and switch to them")
     add_config_arguments(reload, CONFIG_NAME)
     reload.add_argument("--version", help="recommendations version directory (default: artifacts.version)")
+    reload.add_argument("--set-version", action="append", default=[], metavar="SET=VERSION",
+                        help="pin a named recommendation set (artifacts.sets) to a version (repeatable)")
     reload.add_argument("--url", help="ask this running botify (POST /admin/reload) instead of writing Redis")
     reload.add_argument("--token", help="admin token (default: BOTIFY_ADMIN_TOKEN / admin.token)")
     reload.add_argument("--timeout", type=float, default=600, help="seconds to wait (default 600)")

@@ -37,16 +37,16 @@ def _load_checked(config: dict, store: Store, versions: Optional[Dict[str, str]]
     return store.publish(bundle)
 
 
-def reload_artifacts(config: dict, store: Store, version: Optional[str] = None, wait_s: float = 0,
+def reload_artifacts(config: dict, store: Store, versions: Optional[Dict[str, str]] = None, wait_s: float = 0,
                      force: bool = False) -> dict:
-    """Fetch, check, publish every recommendation set; ``version`` pins the default set (others: as configured).
+    """Fetch, check, publish every recommendation set; ``versions`` pins sets by name (others: as configured).
 
     Raises ``ArtifactError`` (nothing switched, whichever set failed) or
     ``ReloadBusy``. ``force`` skips the coverage check (an intentionally
     smaller version), never the integrity checks.
     """
     with store.reload_lock(_lock_s(config), wait_s):
-        return _load_checked(config, store, {DEFAULT_SET: version} if version else None, force)
+        return _load_checked(config, store, versions, force)
 
 
 def load_or_keep(config: dict, store: Store, versions: Optional[Dict[str, str]] = None, only_if_empty: bool = False,

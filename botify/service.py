@@ -153,8 +153,8 @@ class Service:
         except Unavailable as exc:
             return {"redis": f"unavailable ({exc})", "namespace": None}
 
-    def reload(self, version: Optional[str] = None, force: bool = False) -> dict:
-        result = reload_artifacts(self.config, self.store, version, force=force)
+    def reload(self, versions: Optional[Dict[str, str]] = None, force: bool = False) -> dict:
+        result = reload_artifacts(self.config, self.store, versions, force=force)
         self.serving = served_versions(result, self.sets)
         return result
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Optional, Tuple
+from typing import Dict, Tuple
 
 from botify.artifacts import valid_version_name
+from botify.settings import DEFAULT_SET, SET_NAME
 
 MAX_ID = 2**63 - 1  # ids are bigint in every table the jobs write
 MAX_ID_DIGITS = len(str(MAX_ID))
@@ -105,20 +106,28 @@ def parse_play(body: bytes) -> tuple:
     return track, float(time)
 
 
-def parse_reload(body: bytes) -> Tuple[Optional[str], bool]:
-    """``(version, force)`` from an admin reload body: empty (the configured version) or
-    ``{"version": "<name>", "force": bool}``, both fields optional."""
+def parse_reload(body: bytes) -> Tuple[Dict[str, str], bool]:
+    """``(versions, force)`` from an admin reload body: empty (the configured versions) or
+    ``{"version": "<name>", "sets": {"<set>": "<name>"}, "force": bool}``, every field optional.
+
+    ``version`` pins the default recommendation set, ``sets`` named ones; ``versions`` maps set -> version.
+    """
     if not body.strip():
-        return None, False
+        return {}, False
     data = load_json(body)
-    if not isinstance(data, dict) or set(data) - {"version", "force"}:
-        raise BadRequest('body must be empty or {"version": "<name>", "force": true|false}')
-    version, force = data.get("version"), data.get("force", False)
-    if version is not None and (not isinstance(version, str) or not valid_version_name(version)):
-        raise BadRequest(f"invalid version name {_short(version)}")
+    if not isinstance(data, dict) or set(data) - {"version", "sets", "force"}:
+        raise BadRequest('body must be empty or {"version": "<name>", "sets": {"<set>": "<name>"}, '
+                         '"force": true|false}')
+    sets, force = data.get("sets", {}), data.get("force", False)
+    if not isinstance(sets, dict) or not all(isinstance(n, str) and SET_NAME.match(n) for n in sets):
+        raise BadRequest(f"'sets' must map recommendation set names to version names, got {_short(sets)}")
+    versions = {**sets, DEFAULT_SET: data["version"]} if data.get("version") is not None else dict(sets)
+    for version in versions.values():
+        if not isinstance(version, str) or not valid_version_name(version):
+            raise BadRequest(f"invalid version name {_short(version)}")
     if not isinstance(force, bool):
         raise BadRequest(f"'force' must be true or false, got {_short(force)}")
-    return version, force
+    return versions, force
 
 
 def _short(value) -> str:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import posixpath
 from typing import Dict, Iterator, Optional, Sequence
 
 import numpy as np
@@ -30,10 +29,10 @@ from common.checkpoint import from_bytes, model_from_checkpoint, read_model
 from common.config import load_config
 from common.heldout_split import positives_by_user
 from common.interactions_run import interactions_dir
-from common.manifest import sha256, write_manifest
-from common.paths import resolve
+from common.manifest import sha256
+from common.recommendations import publish
 from common.spark import add_job_arguments, get_session
-from common.storage import HadoopStorage, atomic_output, join, write_pointer
+from common.storage import HadoopStorage, join
 
 log = logging.getLogger(__name__)
 
@@ -117,27 +116,13 @@ def run(spark: SparkSession, config: Dict, model_version: Optional[str] = None, 
                        int(settings["batch_size"]), int(settings["torch_threads"])).drop("scores")
     top_json = storage.read_bytes(join(run_uri, "top_tracks.json"))
 
-    final = join(resolve(config, "recommendations"), version)
-    with atomic_output(storage, final) as tmp:
-        recs.write.mode("overwrite").parquet(join(tmp, "parquet"))
-        # JSON is written from the Parquet copy so both hold exactly the same rows without scoring twice.
-        spark.read.parquet(join(tmp, "parquet")).select("user", "tracks").write.mode("overwrite").json(join(tmp, "json"))
-        json_files = [u for u in storage.list(join(tmp, "json")) if posixpath.basename(u).startswith("part-") and u.endswith(".json")]
-        json_bytes = b"".join(storage.read_bytes(u) for u in json_files)
-        row_count = sum(1 for line in json_bytes.splitlines() if line.strip())
-        storage.write_bytes(join(tmp, "top_tracks.json"), top_json)
-        manifest = write_manifest(storage, tmp, {
-            "model_version": model_version,
-            "row_count": row_count,
-            "json_files": sorted("json/" + posixpath.basename(u) for u in json_files),
-            "json_sha256": sha256(json_bytes),
-            "top_tracks_sha256": sha256(top_json),
-            "interactions_run": run_id,
-            "top_k": int(settings["top_k"]),
-            "exclude_consumed": bool(settings["exclude_consumed"]),
-        })
-    write_pointer(storage, join(resolve(config, "recommendations"), "LATEST"), version)
-    log.info("recommendations %s: %d users from model %s", final, row_count, model_version)
+    manifest = publish(storage, config, recs, top_json, version, {
+        "model_version": model_version,
+        "interactions_run": run_id,
+        "top_k": int(settings["top_k"]),
+        "exclude_consumed": bool(settings["exclude_consumed"]),
+    })
+    log.info("recommendations %s: %d users from model %s", version, manifest["row_count"], model_version)
     return manifest
 
 

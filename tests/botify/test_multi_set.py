@@ -12,6 +12,7 @@ import pytest
 import redis
 import requests
 
+from botify.cli import main as botify_main
 from botify.service import Service
 from botify.settings import load_settings, served_sets, validate
 from botify.store import Store
@@ -124,6 +125,26 @@ def test_coverage_is_checked_per_set(models, world):
     assert "recommendation set als" in resp.json()["error"] and "min_user_coverage" in resp.json()["error"]
     resp = reload(base, {"force": True})
     assert resp.status_code == 200 and resp.json()["users:als"] == "5"
+
+
+def test_a_reload_pins_a_named_set_and_the_cli_sends_it(models, world, capsys):
+    base, config = models
+    write_recommendations(world, "v2", {u: v2_list(u) for u in range(USERS)}, TOP)
+    write_als(world, "als-v2", shift=10)  # LATEST-als moves on; the operator keeps als-v1
+    resp = reload(base, {"sets": {"als": "als-v1"}})
+    assert resp.status_code == 200, resp.text
+    assert (resp.json()["recommendations"], resp.json()["recommendations:als"]) == ("v2", "als-v1")
+    assert botify_main(["reload", "--url", base, "--token", TOKEN, "--version", "v1", "--set-version", "als=als-v2"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["recommendations"], out["recommendations:als"]) == ("v1", "als-v2")
+    arms = users_by_arm()
+    assert next_track(base, arms["T2"][0]) == als_list(arms["T2"][0], shift=10)[0]
+
+    assert reload(base, {"sets": {"ease": "v1"}}).status_code == 422  # no such set served
+    assert "no recommendation set 'ease'" in reload(base, {"sets": {"ease": "v1"}}).json()["error"]
+    for body in ({"sets": ["als"]}, {"sets": {"als": "../v1"}}, {"sets": {"als": 3}}, {"sets": {"a/b": "v1"}}):
+        assert reload(base, body).status_code == 400, body
+    assert botify_main(["reload", "--url", base, "--token", TOKEN, "--set-version", "als"]) == 2
 
 
 def test_redis_restart_restores_the_served_version_of_every_set(world, redis_url, tmp_path):
