@@ -16,6 +16,9 @@ from scipy import stats
 
 from common import ab_stats
 
+# The shared `simulated` fixture generates and analyses 30,000 events: tens of seconds.
+pytestmark = pytest.mark.slow
+
 SPLITS = 2000
 ALPHA = 0.05
 log = logging.getLogger(__name__)

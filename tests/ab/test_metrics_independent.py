@@ -8,6 +8,9 @@ from common import ab_stats
 
 from .helpers import pandas_user_metrics, read_jsonl
 
+# The shared `simulated` fixture generates and analyses 30,000 events: tens of seconds.
+pytestmark = pytest.mark.slow
+
 
 def test_user_metrics_match_pandas(simulated):
     raw = read_jsonl(simulated["paths"])
