@@ -129,7 +129,7 @@ def analysed_sessions(sessions: DataFrame, trailing: str) -> DataFrame:
 
 
 def user_metrics(sessions: DataFrame) -> DataFrame:
-    """The seed notebook's user-level metrics (one row per user).
+    """The course notebook's user-level metrics (one row per user).
 
     sessions: number of sessions; mean_session_length: mean events per session;
     mean_session_time: mean of the summed listening time per session;

@@ -58,7 +58,7 @@ def aggregate_interactions(events: DataFrame, threshold: float) -> DataFrame:
     """One row per (user, track): plays, total and max listening time, implicit label, session starts.
 
     ``label = max(time) > threshold``: strictly greater, so a listen of exactly
-    the threshold is not a positive (the seed's ``time > 0.8``). ``starts``
+    the threshold is not a positive (the course notebook's ``time > 0.8``). ``starts``
     counts the user's sessions that began with the track. The window behind
     ``starts`` partitions by user, which the grouping by (user, track) reuses:
     no extra shuffle.
