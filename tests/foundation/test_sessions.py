@@ -1,7 +1,6 @@
 """The one session rule (common.sessions) as both jobs apply it: ties, duplicates, input order."""
 from __future__ import annotations
 
-
 from common import sessions
 from jobs import analyze_ab
 from jobs import extract_interactions as ex
