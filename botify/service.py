@@ -192,8 +192,10 @@ class Service:
     def _auto_load(self) -> None:
         # A set that served no lists ("") is loaded as configured: its first version may have appeared since.
         pinned = {s: v for s, v in (self.serving or {}).items() if v}
+        served = ", ".join(v if s == DEFAULT_SET else f"set {s} {v}" for s, v in pinned.items())
         log.warning("Redis has no active artifacts (restarted or flushed?): loading %s",
-                    f"recommendations {pinned}, the versions served before" if pinned else "the configured artifacts")
+                    f"recommendations {served}, the version{'s' if len(pinned) > 1 else ''} served before"
+                    if pinned else "the configured artifacts")
         try:
             result = load_or_keep(self.config, self.store, pinned, only_if_empty=True, wait_s=0)
             if result is not None:

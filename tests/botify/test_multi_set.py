@@ -147,7 +147,7 @@ def test_a_reload_pins_a_named_set_and_the_cli_sends_it(models, world, capsys):
     assert botify_main(["reload", "--url", base, "--token", TOKEN, "--set-version", "als"]) == 2
 
 
-def test_redis_restart_restores_the_served_version_of_every_set(world, redis_url, tmp_path):
+def test_redis_restart_restores_the_served_version_of_every_set(world, redis_url, tmp_path, caplog):
     write_als(world, "als-v1")
     config = make_config(world, redis_url, tmp_path / "logs", active_experiments=["MODELS"])
     worker = Service(config, upkeep=False)
@@ -161,6 +161,8 @@ def test_redis_restart_restores_the_served_version_of_every_set(world, redis_url
         store = Store.from_config(config)
         meta = store.meta(store.active())
         assert (meta["recommendations"], meta["recommendations:als"]) == ("v1", "als-v1")
+        assert any("loading recommendations v1, set als als-v1, the versions served before" in r.getMessage()
+                   for r in caplog.records)
         user = users_by_arm()["T2"][0]
         assert worker.next(user, 0, 0.5, 0.0) == als_list(user)[0]
     finally:
