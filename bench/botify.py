@@ -1,14 +1,23 @@
-"""Benchmark botify's /next: gunicorn (the production server) against Flask's development server.
+"""Benchmark botify's /next: gunicorn (the production server) against Flask's development server
+and, when its directory is given, the course's botify.
 
-For each concurrency (default 1, 8 and 64 keep-alive connections) a load
-generator in separate processes (threads with http.client keep-alive
-connections) posts /next for random users for --duration seconds, counting
-errors; then the same app under Flask's single-threaded development server
-takes the same load. Both serve the AB experiment (StickyArtist / Ranked) from
+For each concurrency (default 1, 8 and 64 keep-alive connections) wrk (when on
+PATH; else a load generator of Python threads in two processes) posts /next for
+random users and catalog tracks for --duration seconds over loopback, counting
+errors and non-200 answers; then the baselines take the same load. botify and
+its development server serve the AB experiment (StickyArtist / Ranked) from
 the same real Redis and artifacts. Prints one line: req/s, p50, p99 and errors
-per concurrency for both, and the req/s ratio gunicorn / development server.
+per concurrency for each server, the req/s ratio to each baseline, and the
+load average (the machine is shared).
 
-    .venv/bin/python bench/botify.py [--duration 30] [--concurrency 1,8,64]
+    .venv/bin/python bench/botify.py [--duration 30] [--concurrency 1,8,64] [--set server.workers=2 ...]
+        [--course DIR [--course-python PY]]
+
+--course DIR: the course's botify (the directory holding its server.py and
+config.json) is started as ``PY -m gunicorn --chdir DIR -k gevent server:app``
+with as many workers as botify; its config.json must reach a running Redis
+(the course's server loads its data at start). Its data differs from ours, so
+its figures say what its request path costs, not what it recommends.
 """
 from __future__ import annotations
 
@@ -17,6 +26,7 @@ import http.client
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -70,8 +80,35 @@ def load_worker(host: str, port: int, connections: int, duration: float, users: 
     return {"latencies": latencies, "errors": errors[0]}
 
 
-def run_load(port: int, concurrency: int, duration: float, users: int, tracks: int) -> dict:
-    """Spread ``concurrency`` connections over load processes separate from the server."""
+WRK_SCRIPT = """
+math.randomseed(%(seed)d)
+request = function()
+  local body = string.format('{"track": %%d, "time": %%.3f}', math.random(0, %(tracks)d - 1), math.random())
+  return wrk.format("POST", "/next/" .. math.random(0, %(users)d - 1), {["Content-Type"] = "application/json"}, body)
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('WRK {"requests": %%d, "duration_us": %%d, "p50_us": %%d, "p99_us": %%d, "errors": %%d}\\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    e.connect + e.read + e.write + e.status + e.timeout))
+end
+"""
+
+
+def run_wrk(port: int, concurrency: int, duration: float, users: int, tracks: int, tmp: Path) -> dict:
+    """wrk, one thread (it needs little CPU, and the 2 cores are the server's), ``concurrency`` connections."""
+    script = tmp / "next.lua"
+    script.write_text(WRK_SCRIPT % {"seed": 7, "users": users, "tracks": tracks})
+    out = subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{duration:.0f}s", "--timeout", "10s", "-s", str(script),
+                          f"http://127.0.0.1:{port}"], capture_output=True, text=True, check=True).stdout
+    result = json.loads(out[out.index("WRK ") + 4:].splitlines()[0])
+    # Every request counts: wrk's "errors" include non-2xx answers (status) besides socket errors.
+    return {"rps": (result["requests"] - result["errors"]) / (result["duration_us"] / 1e6),
+            "p50": result["p50_us"] / 1000, "p99": result["p99_us"] / 1000, "errors": result["errors"]}
+
+
+def run_threads(port: int, concurrency: int, duration: float, users: int, tracks: int, tmp: Path) -> dict:
+    """Without wrk: ``concurrency`` connections spread over load processes separate from the server."""
     procs = 1 if concurrency == 1 else 2
     shares = [concurrency // procs + (1 if i < concurrency % procs else 0) for i in range(procs)]
     children = [
@@ -95,23 +132,27 @@ def run_load(port: int, concurrency: int, duration: float, users: int, tracks: i
     return {"rps": len(latencies) / duration, "p50": pct(0.50), "p99": pct(0.99), "errors": errors}
 
 
-def start_server(args: list, env: dict, port: int, log_path: Path) -> subprocess.Popen:
+def start_server(argv: list, env: dict, port: int, log_path: Path, cwd: Path) -> subprocess.Popen:
+    """Start ``argv`` and wait until it answers HTTP on ``port`` (any status: the course's / may differ)."""
     import requests
 
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "botify", "serve", "--port", str(port), *args],
-                                cwd=log_path.parent, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"botify serve exited ({proc.returncode}); see {log_path}")
+            raise RuntimeError(f"{argv[:4]} exited ({proc.returncode}); see {log_path}")
         try:
-            if requests.get(f"http://127.0.0.1:{port}/", timeout=1).ok:
-                return proc
+            requests.get(f"http://127.0.0.1:{port}/", timeout=1)
+            return proc
         except requests.RequestException:
             time.sleep(0.3)
     proc.kill()
-    raise RuntimeError(f"botify serve did not come up; see {log_path}")
+    raise RuntimeError(f"{argv[:4]} did not come up; see {log_path}")
+
+
+def botify_argv(port: int, *args: str) -> list:
+    return [sys.executable, "-m", "botify", "serve", "--port", str(port), *args]
 
 
 def stop_server(proc: subprocess.Popen) -> None:
@@ -124,19 +165,27 @@ def stop_server(proc: subprocess.Popen) -> None:
 
 
 def fmt(r: dict) -> str:
-    return f"{r['rps']:.0f} req/s p50 {r['p50']:.2f} ms p99 {r['p99']:.2f} ms err {r['errors']}"
+    return f"{r['rps']:,.0f} req/s p50 {r['p50']:.2f} ms p99 {r['p99']:.2f} ms err {r['errors']}"
 
 
-def main(argv=None) -> int:
+def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=30.0, help="seconds per concurrency level (default 30)")
     parser.add_argument("--concurrency", default="1,8,64", help="comma list of connection counts")
-    parser.add_argument("--workers", type=int, default=None, help="gunicorn workers (default: conf/botify.yml)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="botify serve --set for the measured botify (e.g. server.worker_class=gthread)")
     parser.add_argument("--users", type=int, default=2000)
     parser.add_argument("--tracks", type=int, default=20000)
+    parser.add_argument("--course", type=Path, help="the course's botify directory (server.py, config.json)")
+    parser.add_argument("--course-python", default=sys.executable, help="python with the course's requirements")
+    parser.add_argument("--no-dev", action="store_true", help="skip the development-server baseline")
     parser.add_argument("--load", nargs=5, metavar=("HOST:PORT", "N", "DURATION", "USERS", "TRACKS"),
                         help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     if args.load:
         host, port = args.load[0].rsplit(":", 1)
         result = load_worker(host, int(port), int(args.load[1]), float(args.load[2]), int(args.load[3]),
@@ -149,32 +198,44 @@ def main(argv=None) -> int:
     from tests.botify.warehouse import catalog_rows, write_catalog, write_recommendations
 
     levels = [int(c) for c in args.concurrency.split(",")]
+    load = run_wrk if shutil.which("wrk") else run_threads
     rng = random.Random(7)
+    sets = [a for o in args.overrides for a in ("--set", o)]
+    loadavg = []
     with tempfile.TemporaryDirectory(prefix="bench-botify-") as tmp, RedisServer() as redis_url:
-        root = "file://" + tmp + "/warehouse"
+        tmp = Path(tmp)
+        root = "file://" + str(tmp) + "/warehouse"
         write_catalog(root, catalog_rows(args.tracks, args.tracks // 20))
         pool = list(range(args.tracks))
         write_recommendations(root, "bench", {u: rng.sample(pool, 50) for u in range(args.users)}, pool[:100])
         env = {k: v for k, v in os.environ.items() if not k.startswith("BOTIFY_")}
         env.update(REDIS_URL=redis_url, BOTIFY_STORAGE_ROOT=root, BOTIFY_EXPERIMENTS="AB", PYTHONPATH=str(REPO))
-        server = load_settings(env=env)["server"]
-        workers = args.workers or server["workers"]
+        server = load_settings(args.overrides, env=env)["server"]
+        label = f"botify {server['workers']}w {server['worker_class']}" + (
+            f" x {server['threads']}t" if server["worker_class"] == "gthread" else "")
+        servers = {label: lambda port: botify_argv(port, *sets)}
+        if not args.no_dev:
+            servers["flask dev server"] = lambda port: botify_argv(port, *sets, "--dev")
+        if args.course:
+            servers["course botify"] = lambda port: [
+                args.course_python, "-m", "gunicorn", "--chdir", str(args.course), "-k", "gevent",
+                "-w", str(server["workers"]), "-b", f"127.0.0.1:{port}", "server:app"]
         results = {}
-        for name, extra in (("gunicorn", ["--workers", str(workers)]), ("dev", ["--dev"])):
+        for name, make_argv in servers.items():
             port = free_port()
-            proc = start_server(extra, env, port, Path(tmp) / f"{name}.log")
+            proc = start_server(make_argv(port), env, port, tmp / f"{len(results)}.log", tmp)
             try:
                 for c in levels:
-                    results[name, c] = run_load(port, c, args.duration, args.users, args.tracks)
+                    results[name, c] = load(port, c, args.duration, args.users, args.tracks, tmp)
+                    loadavg.append(os.getloadavg()[0])
             finally:
                 stop_server(proc)
-    gun = " | ".join(f"c={c} {fmt(results['gunicorn', c])}" for c in levels)
-    dev = " | ".join(f"c={c} {fmt(results['dev', c])}" for c in levels)
-    ratios = " ".join(f"c={c} {results['gunicorn', c]['rps'] / max(results['dev', c]['rps'], 1e-9):.2f}x"
-                      for c in levels)
-    print(f"botify /next AB {args.duration:.0f}s/level loopback, {os.cpu_count()} shared cores: "
-          f"gunicorn {workers}w x {server['threads']}t {server['worker_class']}: {gun} || "
-          f"flask dev server (baseline): {dev} || req/s ratio gunicorn/dev: {ratios}")
+    parts = [f"{name}: " + " | ".join(f"c={c} {fmt(results[name, c])}" for c in levels) for name in servers]
+    for base in list(servers)[1:]:
+        parts.append(f"req/s ratio botify/{base}: " + " ".join(
+            f"c={c} {results[label, c]['rps'] / max(results[base, c]['rps'], 1e-9):.2f}x" for c in levels))
+    print(f"botify /next AB, {load.__name__[4:]} {args.duration:.0f}s/level, loopback, {os.cpu_count()} shared cores, "
+          f"load average {min(loadavg):.1f}-{max(loadavg):.1f}: " + " || ".join(parts))
     return 0
 
 

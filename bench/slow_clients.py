@@ -26,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.botify import start_server, stop_server  # noqa: E402
+from bench.botify import botify_argv, start_server, stop_server  # noqa: E402
 
 
 def normal_clients(port: int, clients: int, requests: int) -> dict:
@@ -99,8 +99,8 @@ def main(argv=None) -> int:
         server = load_settings(env=env)["server"]
         for worker_class in args.worker_classes.split(","):
             port = free_port()
-            proc = start_server(["--set", f"server.worker_class={worker_class}"], env, port,
-                                Path(tmp) / f"{worker_class}.log")
+            proc = start_server(botify_argv(port, "--set", f"server.worker_class={worker_class}"), env, port,
+                                Path(tmp) / f"{worker_class}.log", Path(tmp))
             try:
                 base = normal_clients(port, 8, args.requests)
                 with idle_connections("127.0.0.1", port, args.idle):
