@@ -11,7 +11,8 @@ must be JSON integers, ``time`` and ``latency`` JSON numbers; a string such
 as ``" 17 "`` or ``"0.5"``, a boolean or a float id is rejected with the
 field's ``bad_<field>`` reason rather than coerced, because a client that
 sends strings is not speaking the protocol and its values cannot be trusted
-to mean what the numbers would.
+to mean what the numbers would. The ``experiments`` map is the exception:
+its values are names and are read as text.
 """
 from __future__ import annotations
 
@@ -73,6 +74,7 @@ def _reason() -> Column:
 
     return (
         F.when(F.col("_text").isNull(), F.lit("not_utf8_text"))
+        .when(e.isNull(), "blank_line")
         .when(corrupt & F.col("_raw").getField(_CORRUPT).isNotNull(), "not_json_object")
         .when(missing("message"), "missing_message")
         .when(~message.isin(*MESSAGES), "bad_message")

@@ -28,6 +28,8 @@ REASONS = [
         (event(time=1), None),  # a JSON integer is a number: the course's first track may log time 1
         (event(time=1.0, latency=0), None),
         ("not json at all", "not_json_object"),
+        ("", "blank_line"),
+        ("   ", "blank_line"),
         ("[1, 2, 3]", "not_json_object"),
         ('{"message": "next", "user": 1', "not_json_object"),
         (event(message=KeyError), "missing_message"),
