@@ -31,7 +31,7 @@ from common.storage import FsspecStorage
 from botify.catalog import Catalog, load_catalog
 from botify.event_log import EventLog
 from botify.experiments import Experiments
-from botify.recommenders import View
+from botify.recommenders import NoNamespace, TopCache, View
 from botify.reload import load_or_keep, reload_artifacts
 from botify.settings import DEFAULT_SET, served_sets
 from botify.store import NamespaceGone, ReloadBusy, Store, served_versions, set_field
@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 
 class Unavailable(RuntimeError):
     """Redis is down or holds no active namespace: serve from the in-process catalog."""
+
+
+NOT_SERVING = (Unavailable, NoNamespace, NamespaceGone)
 
 
 class Service:
@@ -57,7 +60,7 @@ class Service:
         self.event_log = EventLog(resolve_local(ev["dir"]), ev["max_bytes"], ev["max_age_s"])
         self.poll_s = float(ev["poll_s"])
         self.rotate_timeout_s = max(10.0, 4 * self.poll_s)
-        self.top_cache: dict = {}
+        self.top_cache = TopCache()
         self.rng = random.Random()
         self._down_until = 0.0
         self._degraded = False
@@ -98,7 +101,7 @@ class Service:
                     log.warning("Redis is back: serving from Redis again")
         return result
 
-    def _in_namespace(self, fn: Callable[[View], object]):
+    def _in_namespace(self, fn: Callable[[str], object]):
         def attempt():
             # A reload may delete the namespace between reading P:active and the data: re-read and retry.
             for _ in range(3):
@@ -106,7 +109,7 @@ class Service:
                 if ns is None:
                     raise Unavailable("no active namespace in Redis")
                 try:
-                    return fn(View(self.store, ns, self.top_cache))
+                    return fn(ns)
                 except NamespaceGone:
                     continue
             raise Unavailable("namespace replaced repeatedly during one request")
@@ -116,9 +119,15 @@ class Service:
     # requests
     def next(self, user: int, prev_track: int, played: float, start: float) -> int:
         treatments, recommender = self.experiments.route(user)
+
+        def recommend():
+            view = View(self.store, recommender.reads, user, prev_track, recommender.recs_set, self.history_ttl_s,
+                        self.top_cache)
+            return recommender.recommend(view, user, prev_track, played)
+
         try:
-            track = self._in_namespace(lambda view: recommender.recommend(view, user, prev_track, played))
-        except Unavailable:
+            track = self._redis(recommend)
+        except NOT_SERVING:  # NamespaceGone: the active namespace has no meta (being deleted by hand)
             track = self.catalog.random_track(self.rng)
         self._log("next", user, prev_track, played, start, track, treatments)
         return track
@@ -134,8 +143,7 @@ class Service:
     def track(self, track: int) -> Optional[dict]:
         try:
             raw = self._in_namespace(
-                lambda view: view.store.read(view.ns, lambda p: p.hget(view.store.key(view.ns, "track"), track))[0]
-            )
+                lambda ns: self.store.read(ns, lambda p: p.hget(self.store.key(ns, "track"), track))[0])
             return json.loads(raw) if raw else None
         except Unavailable:
             return self.catalog.get(track)

@@ -13,10 +13,14 @@ Layout (``P`` is ``redis.prefix``)::
     P:ns:<id>:top             JSON list of popular tracks (absent when there are none)
     P:history:<user>          set of tracks recommended in the current session (TTL; cleared at /last)
 
+A request reads what its recommender needs in one round trip: ``REQUEST_SCRIPT``
+reads ``P:active`` and the namespace's keys in one atomic step, so a request
+can never see a namespace a reload is deleting.
+
 A load writes a fresh namespace holding every recommendation set, then
 switches ``P:active`` with one ``SET`` (so all sets switch together) and
-deletes the previous namespace ``meta`` first. Readers run their reads in
-a ``MULTI`` together with ``EXISTS meta``, so a read either sees a complete
+deletes the previous namespace ``meta`` first. Other readers run their reads
+in a ``MULTI`` together with ``EXISTS meta``, so a read either sees a complete
 namespace or learns it is gone and re-reads ``P:active``. Only JSON and native
 Redis types are stored; nothing is ever unpickled.
 """
@@ -37,6 +41,47 @@ log = logging.getLogger(__name__)
 
 BATCH = 5000
 
+# What one request reads, as flags of REQUEST_SCRIPT (a recommender's ``reads``).
+RANDOM, TOP, ARTIST, LIST, TAKE = "r", "t", "a", "l", "k"
+
+# One request's reads, in the layout above. The namespace is known only inside the script, so its keys
+# are built here rather than passed as KEYS: fine on one Redis server (botify does not use Redis Cluster).
+# TAKE is Ranked's step: the first track of the user's list not yet recommended in this session, remembered
+# in the same step; only when there is none are the history and the fallbacks' data read. Writes come
+# before SRANDMEMBER, so Redis versions that replicate scripts verbatim accept the script too.
+# Reply: false (no active namespace), {ns} (namespace without meta: being deleted), or
+# {ns, taken, random, top, artist's tracks, list, history}; false where not read or absent.
+REQUEST_SCRIPT = """
+local prefix, user, track, recs, reads, ttl, cached_top = unpack(ARGV)
+local ns = redis.call('GET', prefix .. ':active')
+if not ns then return false end
+local base = prefix .. ':ns:' .. ns .. ':'
+if redis.call('EXISTS', base .. 'meta') == 0 then return {ns} end
+local function wants(flag) return string.find(reads, flag, 1, true) ~= nil end
+local history = prefix .. ':history:' .. user
+local out = {ns, false, false, false, false, false, false}
+if wants('k') then
+  local list = redis.call('HGET', base .. recs, user)
+  for t in string.gmatch(list or '', '%d+') do
+    if redis.call('SISMEMBER', history, t) == 0 then
+      redis.call('SADD', history, t)
+      redis.call('EXPIRE', history, ttl)
+      out[2] = t
+      return out
+    end
+  end
+  out[7] = redis.call('SMEMBERS', history)
+end
+if wants('r') then out[3] = redis.call('SRANDMEMBER', base .. 'ids') end
+if wants('t') and ns ~= cached_top then out[4] = redis.call('GET', base .. 'top') end
+if wants('a') then
+  local artist = redis.call('HGET', base .. 'artist_of', track)
+  if artist then out[5] = redis.call('HGET', base .. 'by_artist', artist) end
+end
+if wants('l') then out[6] = redis.call('HGET', base .. recs, user) end
+return out
+"""
+
 
 class NamespaceGone(RuntimeError):
     """The namespace a request started with was replaced while it read."""
@@ -50,6 +95,8 @@ class Store:
     def __init__(self, client: redis.Redis, prefix: str = "botify"):
         self.r = client
         self.prefix = prefix
+        # EVALSHA; loaded again by redis-py when a restarted Redis does not know it
+        self._request_script = client.register_script(REQUEST_SCRIPT)
 
     @classmethod
     def from_config(cls, config: dict) -> "Store":
@@ -71,7 +118,7 @@ class Store:
         return f"{self.prefix}:ns:{ns}:{name}"
 
     def recs_key(self, ns: str, recs_set: str) -> str:
-        return self.key(ns, "recs" if recs_set == DEFAULT_SET else f"recs:{recs_set}")
+        return self.key(ns, _recs_name(recs_set))
 
     def history_key(self, user: int) -> str:
         return f"{self.prefix}:history:{user}"
@@ -89,6 +136,19 @@ class Store:
         if not results[0]:
             raise NamespaceGone(ns)
         return results[1:]
+
+    def read_request(self, reads: str, user: int, track: int, recs_set: str, ttl_s: int,
+                     cached_top: str = "") -> Optional[list]:
+        """One request's ``reads`` (flags above) in one round trip; ``None`` when no namespace is active.
+
+        ``cached_top``: the namespace whose top list the caller holds already (not read again).
+        """
+        reply = self._request_script(args=[self.prefix, user, track, _recs_name(recs_set), reads, ttl_s, cached_top])
+        if not reply:
+            return None
+        if len(reply) == 1:
+            raise NamespaceGone(reply[0])
+        return reply
 
     def meta(self, ns: str) -> dict:
         return self.r.hgetall(self.key(ns, "meta"))
@@ -211,6 +271,10 @@ class Store:
         for key in self.r.scan_iter(match=f"{self.prefix}:ns:*", count=1000):
             found.add(key[len(f"{self.prefix}:ns:") :].split(":", 1)[0])
         return sorted(found)
+
+
+def _recs_name(recs_set: str) -> str:
+    return "recs" if recs_set == DEFAULT_SET else f"recs:{recs_set}"
 
 
 def set_field(field: str, recs_set: str) -> str:

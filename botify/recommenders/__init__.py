@@ -1,7 +1,7 @@
 """Recommenders, one module each; experiments pick them by name (``conf/botify.yml``)."""
 from __future__ import annotations
 
-from botify.recommenders.base import Recommender, View
+from botify.recommenders.base import NoNamespace, Recommender, TopCache, View
 from botify.recommenders.indexed import Indexed
 from botify.recommenders.random_track import Random
 from botify.recommenders.ranked import Ranked
@@ -16,4 +16,4 @@ def build(name: str, settings: dict, recs_set: str = DEFAULT_SET) -> Recommender
     return REGISTRY[name](settings, recs_set=recs_set)
 
 
-__all__ = ["REGISTRY", "Recommender", "View", "build"]
+__all__ = ["REGISTRY", "NoNamespace", "Recommender", "TopCache", "View", "build"]

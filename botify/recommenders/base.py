@@ -1,68 +1,85 @@
-"""What a recommender sees: one request's read-only view of the active namespace."""
+"""What a recommender sees: one request's view of the active namespace, read in one Redis round trip."""
 from __future__ import annotations
 
 import json
 import logging
 import random
-from typing import Dict, List, Optional, Set
+from typing import List, Optional, Set, Tuple
 
 from common import recommenders as rules
 
 from botify.settings import DEFAULT_SET
-from botify.store import Store
+from botify.store import ARTIST, LIST, RANDOM, TOP, Store
 
 log = logging.getLogger(__name__)
 
 
 class View:
-    """Reads against namespace ``ns``; each read raises ``NamespaceGone`` if a reload removed it.
+    """One request's reads of the active namespace, fetched in one Redis round trip (``Store.read_request``).
 
-    It is the Redis ``common.recommenders.TrackSource`` the shared choice rules read.
+    It is the Redis ``common.recommenders.TrackSource`` the shared choice rules
+    read. It holds only what its recommender's ``reads`` asked for: asking for
+    anything else is a bug and raises.
     """
 
-    def __init__(self, store: Store, ns: str, top_cache: Dict[str, Optional[List[int]]]):
-        self.store = store
-        self.ns = ns
-        self._top_cache = top_cache
+    def __init__(self, store: Store, reads: str, user: int, track: int, recs_set: str, ttl_s: int,
+                 top_cache: "TopCache"):
+        cached_ns, cached_top = top_cache.entry
+        reply = store.read_request(reads, user, track, recs_set, ttl_s, cached_ns)
+        if reply is None:
+            raise NoNamespace("no active namespace in Redis")
+        self.store, self.reads, self.track = store, reads, track
+        self.ns, taken, self._random, top, self._artist, self._list, history = reply
+        self.taken = None if taken is None else int(taken)
+        self.history: Set[int] = {int(t) for t in history or ()}
+        self._top = cached_top
+        if TOP in reads and self.ns != cached_ns and self.taken is None:  # after a TAKE nothing else is read
+            self._top = json.loads(top) if top else None
+            top_cache.entry = (self.ns, self._top)
+            if not top:
+                log.warning("namespace %s has no top tracks: popular picks fall back to Random", self.ns)
+
+    def _check(self, flag: str) -> None:
+        if flag not in self.reads:
+            raise AssertionError(f"a recommender read {flag!r} without declaring it in its reads ({self.reads!r})")
 
     def random_track(self) -> Optional[int]:
-        (track,) = self.store.read(self.ns, lambda p: p.srandmember(self.store.key(self.ns, "ids")))
-        return None if track is None else int(track)
+        self._check(RANDOM)
+        return None if self._random is None else int(self._random)
 
     def top_tracks(self) -> Optional[List[int]]:
-        # A namespace never changes once written, so its top list is cached per namespace id.
-        if self.ns not in self._top_cache:
-            (raw,) = self.store.read(self.ns, lambda p: p.get(self.store.key(self.ns, "top")))
-            if len(self._top_cache) > 8:
-                self._top_cache.clear()
-            self._top_cache[self.ns] = json.loads(raw) if raw else None
-            if not raw:
-                log.warning("namespace %s has no top tracks: popular picks fall back to Random", self.ns)
-        return self._top_cache[self.ns]
+        self._check(TOP)
+        return self._top
 
     def artist_tracks(self, track: int) -> Optional[List[int]]:
-        (artist,) = self.store.read(self.ns, lambda p: p.hget(self.store.key(self.ns, "artist_of"), track))
-        if artist is None:
-            return None
-        (raw,) = self.store.read(self.ns, lambda p: p.hget(self.store.key(self.ns, "by_artist"), artist))
-        return json.loads(raw) if raw else None
+        self._check(ARTIST)
+        if track != self.track:
+            raise AssertionError(f"the view holds the artist of track {self.track}, not {track}")
+        return json.loads(self._artist) if self._artist else None
 
-    def user_list(self, user: int, recs_set: str) -> Optional[List[int]]:
-        (raw,) = self.store.read(self.ns, lambda p: p.hget(self.store.recs_key(self.ns, recs_set), user))
-        return json.loads(raw) if raw else None
+    def user_list(self) -> Optional[List[int]]:
+        self._check(LIST)
+        return json.loads(self._list) if self._list else None
 
-    def user_list_and_history(self, user: int, recs_set: str) -> tuple:
-        raw, history = self.store.read(
-            self.ns,
-            lambda p: (p.hget(self.store.recs_key(self.ns, recs_set), user), p.smembers(self.store.history_key(user))),
-        )
-        return (json.loads(raw) if raw else None), {int(t) for t in history}
+
+class TopCache:
+    """The top list of the namespace last seen: a namespace never changes once written, so it is read once.
+
+    ``entry`` is replaced in one assignment, so concurrent requests see an old or a new pair, never a mix."""
+
+    def __init__(self):
+        self.entry: Tuple[str, Optional[List[int]]] = ("", None)
+
+
+class NoNamespace(RuntimeError):
+    """Redis holds no active namespace (empty, or restarted): serve from the in-process catalog."""
 
 
 class Recommender:
     """One arm's rule. ``recs_set``: the recommendation set whose user lists it reads (list recommenders only)."""
 
     name = "?"
+    reads = RANDOM  # what View fetches for it (botify.store flags)
 
     def __init__(self, settings: dict, rng: Optional[random.Random] = None, recs_set: str = DEFAULT_SET):
         self.recs_set = recs_set

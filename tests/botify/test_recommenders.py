@@ -7,7 +7,7 @@ import pytest
 import redis
 import requests
 
-from botify.recommenders import View
+from botify.recommenders import TopCache, View
 from botify.recommenders.sticky_artist import StickyArtist
 from botify.recommenders.top_pop import TopPop
 from botify.service import load_or_keep
@@ -124,10 +124,15 @@ def test_sim_policies_pick_what_botify_picks_on_the_same_data(world, redis_url, 
     config = make_config(world, redis_url, tmp_path / "logs")
     store = Store.from_config(config)
     load_or_keep(config, store)
-    view = View(store, store.active(), {})
     botify = botify_cls(config["recommenders"] | {"top_k": 10}, rng=ScriptedPicks(3))
+    top_cache = TopCache()
+
+    def botify_pick(prev_track):
+        view = View(store, botify.reads, 0, prev_track, botify.recs_set, 60, top_cache)
+        return botify.recommend(view, 0, prev_track, 1.0)
+
     # botify's Random fallback draws from Redis (SRANDMEMBER); the simulator's from its own stream.
-    botify_picks = [botify.recommend(view, 0, t, 1.0) for t in prev_tracks]
+    botify_picks = [botify_pick(t) for t in prev_tracks]
 
     env = _sim_world()
     agent = make_agent(sim_name, top_n=10, top_tracks=top)
