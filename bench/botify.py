@@ -6,9 +6,10 @@ PATH; else a load generator of Python threads in two processes) posts /next for
 random users and catalog tracks for --duration seconds over loopback, counting
 errors and non-200 answers; then the baselines take the same load. botify and
 its development server serve the AB experiment (StickyArtist / Ranked) from
-the same real Redis and artifacts. Prints one line: req/s, p50, p99 and errors
-per concurrency for each server, the req/s ratio to each baseline, and the
-load average (the machine is shared).
+the same real Redis and artifacts. Prints one line: req/s, p50, p99, errors and CPU
+milliseconds per answered request (the server's processes + Redis: the figure a
+busy machine distorts least) per concurrency for each server, the req/s ratio
+to each baseline, and the load average (the machine is shared).
 
     .venv/bin/python bench/botify.py [--duration 30] [--concurrency 1,8,64] [--set server.workers=2 ...]
         [--course DIR [--course-python PY]]
@@ -132,6 +133,37 @@ def run_threads(port: int, concurrency: int, duration: float, users: int, tracks
     return {"rps": len(latencies) / duration, "p50": pct(0.50), "p99": pct(0.99), "errors": errors}
 
 
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by ``pid`` and its live descendants (gunicorn's workers)."""
+    parents, cpu = {}, {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parents[int(entry)] = int(fields[1])
+            cpu[int(entry)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tree, grew = {pid}, True
+    while grew:
+        children = {p for p, parent in parents.items() if parent in tree} - tree
+        tree |= children
+        grew = bool(children)
+    return sum(cpu.get(p, 0.0) for p in tree)
+
+
+def measured(load, proc_pid: int, redis_pid: int, *args) -> dict:
+    """``load(*args)`` plus the server's and Redis' CPU time per answered request, which a busy machine
+    distorts far less than req/s."""
+    before = tree_cpu_s(proc_pid), tree_cpu_s(redis_pid)
+    result = load(*args)
+    after = tree_cpu_s(proc_pid), tree_cpu_s(redis_pid)
+    answered = max(result["rps"] * args[2], 1)
+    return {**result, "cpu_ms": (after[0] - before[0]) * 1000 / answered,
+            "redis_cpu_ms": (after[1] - before[1]) * 1000 / answered}
+
+
 def start_server(argv: list, env: dict, port: int, log_path: Path, cwd: Path) -> subprocess.Popen:
     """Start ``argv`` and wait until it answers HTTP on ``port`` (any status: the course's / may differ)."""
     import requests
@@ -165,7 +197,14 @@ def stop_server(proc: subprocess.Popen) -> None:
 
 
 def fmt(r: dict) -> str:
-    return f"{r['rps']:,.0f} req/s p50 {r['p50']:.2f} ms p99 {r['p99']:.2f} ms err {r['errors']}"
+    return (f"{r['rps']:,.0f} req/s p50 {r['p50']:.2f} ms p99 {r['p99']:.2f} ms err {r['errors']} "
+            f"cpu/req {r['cpu_ms']:.2f}+{r['redis_cpu_ms']:.2f} ms")
+
+
+def redis_server_pid(url: str) -> int:
+    import redis
+
+    return int(redis.Redis.from_url(url).info("server")["process_id"])
 
 
 def parse_args(argv):
@@ -203,6 +242,7 @@ def main(argv=None) -> int:
     sets = [a for o in args.overrides for a in ("--set", o)]
     loadavg = []
     with tempfile.TemporaryDirectory(prefix="bench-botify-") as tmp, RedisServer() as redis_url:
+        redis_pid = redis_server_pid(redis_url)
         tmp = Path(tmp)
         root = "file://" + str(tmp) + "/warehouse"
         write_catalog(root, catalog_rows(args.tracks, args.tracks // 20))
@@ -226,7 +266,8 @@ def main(argv=None) -> int:
             proc = start_server(make_argv(port), env, port, tmp / f"{len(results)}.log", tmp)
             try:
                 for c in levels:
-                    results[name, c] = load(port, c, args.duration, args.users, args.tracks, tmp)
+                    results[name, c] = measured(load, proc.pid, redis_pid, port, c, args.duration, args.users,
+                                                args.tracks, tmp)
                     loadavg.append(os.getloadavg()[0])
             finally:
                 stop_server(proc)
