@@ -36,7 +36,7 @@ def simulate(base: str, events: int, users: int, tracks: int) -> tuple:
     """Bulk logs and the world's catalog under ``base`` (argument list, no shell)."""
     logs, catalog = os.path.join(base, "logs"), os.path.join(base, "tracks.jsonl")
     subprocess.run([sys.executable, "-m", "sim.bulk_logs", "--events", str(events), "--users", str(users),
-                    "--tracks", str(tracks), "--out", logs, "--catalog-out", catalog], check=True,
+                    "--tracks", str(tracks), "--artists", str(max(1, tracks // 10)), "--out", logs, "--catalog-out", catalog], check=True,
                    cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     return logs, catalog
 
