@@ -40,7 +40,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from common import ab_stats, event_log
-from common.config import ConfigError, load_config
+from common.config import ConfigError, load_config, load_yaml
 from common.experiments import treatment_names
 from common.manifest import write_manifest
 from common.paths import resolve
@@ -166,6 +166,38 @@ def summarize(users: DataFrame, metrics: Sequence[str] = METRICS) -> pd.DataFram
     )
 
 
+def user_covariates(events: DataFrame, trailing: str, dedupe: bool = True) -> DataFrame:
+    """Each user's metrics in a pre-period (whatever arm they were in then): ``user`` and ``pre_<metric>``.
+
+    The same sessions and metrics as the experiment's own, so CUPED's covariate
+    is the metric itself measured before the experiment.
+    """
+    sessions = analysed_sessions(sessionize(events.withColumn("treatment", F.lit("pre")), dedupe), trailing)
+    return user_metrics(sessions).select("user", *[F.col(m).alias(f"pre_{m}") for m in METRICS])
+
+
+def cuped_sums(users: DataFrame, covariates: DataFrame, metrics: Sequence[str] = METRICS) -> pd.DataFrame:
+    """``ab_stats.CUPED_SUMS`` per (treatment, metric) over the analysed users, in one aggregation.
+
+    A user without pre-period data (new, or silent then) has a null covariate:
+    counted in ``n`` and ``sum_y_nox``, left out of the covariate sums.
+    """
+    joined = users.join(covariates, "user", "left")
+    aggs = []
+    for m in metrics:
+        y, x = F.col(m), F.col(f"pre_{m}")
+        both = y.isNotNull() & x.isNotNull()
+        aggs += [F.count(y).alias(f"{m}__n"), F.count(F.when(both, 1)).alias(f"{m}__n_x"),
+                 F.sum(y).alias(f"{m}__sum_y"), F.sum(y * y).alias(f"{m}__sum_yy"),
+                 F.sum(F.when(both, x)).alias(f"{m}__sum_x"), F.sum(F.when(both, x * x)).alias(f"{m}__sum_xx"),
+                 F.sum(F.when(both, x * y)).alias(f"{m}__sum_xy"),
+                 F.sum(F.when(y.isNotNull() & x.isNull(), y)).alias(f"{m}__sum_y_nox")]
+    rows = joined.groupBy("treatment").agg(*aggs).collect()
+    return pd.DataFrame([{"treatment": row["treatment"], "metric": m,
+                          **{c: float(row[f"{m}__{c}"] or 0) for c in ab_stats.CUPED_SUMS}}
+                         for row in rows for m in metrics])
+
+
 def session_time_histogram(sessions: DataFrame, bins: int, top: Optional[float] = None) -> pd.DataFrame:
     """Counts of session time per treatment on ``bins`` equal bins up to ``top`` (default: the 99th
     percentile); the last bin is open-ended."""
@@ -215,6 +247,23 @@ def render_report(experiment: str, control: str, run_id: str, effects: pd.DataFr
     return "\n".join(lines) + "\n"
 
 
+def render_cuped(cuped: dict, control: str, alpha: float) -> str:
+    """The CUPED section of the report: adjusted effects, and how much variance the covariate removed."""
+    n_tests = int(cuped["effects"]["p_value"].notna().sum())
+    variance = cuped["variance"]
+    return "\n".join([
+        f"## CUPED (covariate: each user's metric in {cuped['pre_input']})",
+        "",
+        markdown_table(cuped["effects"], REPORT_COLUMNS),
+        "",
+        f"Same tests on Y - theta (X - mean X), theta = cov(Y, X) / var(X) pooled over all arms; Holm over these {n_tests} "
+        f"tests < {alpha}. Users without pre-period data keep their own value (X set to the mean).",
+        "",
+        markdown_table(variance, ["metric", "variance_reduction", "theta", "users_with_pre", "users"]),
+        "",
+    ])
+
+
 def render_plot(effects: pd.DataFrame, histogram: pd.DataFrame, experiment: str, control: str) -> bytes:
     # Figure without pyplot: no global backend state, safe on a headless driver.
     from matplotlib.figure import Figure
@@ -253,13 +302,28 @@ def render_plot(effects: pd.DataFrame, histogram: pd.DataFrame, experiment: str,
 # ---- I/O --------------------------------------------------------------------------------------
 
 
-def expected_shares(settings: dict) -> Dict[str, float]:
+def expected_shares(settings: dict, experiment: str) -> Dict[str, float]:
+    """The planned arms and shares the SRM test checks against.
+
+    ``ab.weights`` or ``ab.split`` when set; otherwise the split botify assigned
+    users with: ``experiments.<experiment>.split`` in ``ab.definitions``
+    (conf/botify.yml), so a 3-arm experiment is tested as 3 arms without a flag.
+    """
     weights = settings.get("weights")
     if weights:
         if isinstance(weights, dict):
             return {str(k): float(v) for k, v in weights.items()}
         return dict(zip(treatment_names(len(weights)), map(float, weights)))
-    return {name: 1.0 for name in treatment_names(int(settings["split"]))}
+    split = settings.get("split")
+    if split is None:
+        definitions = load_yaml(str(settings.get("definitions", "botify.yml"))).get("experiments") or {}
+        if experiment not in definitions:
+            raise ConfigError(f"experiment {experiment!r} is not defined in {settings.get('definitions', 'botify.yml')} "
+                              f"(defined: {sorted(definitions)}); set ab.split or ab.weights for its planned arms")
+        split = definitions[experiment]["split"]
+    if isinstance(split, bool) or not isinstance(split, int) or split < 2:
+        raise ConfigError(f"the planned split of {experiment!r} must be an integer >= 2, got {split!r}")
+    return {name: 1.0 for name in treatment_names(split)}
 
 
 def check_names(settings: dict, experiment: str) -> str:
@@ -313,11 +377,26 @@ def compare_arms(users: DataFrame, settings: dict, input_uri: str, experiment: s
         raise ConfigError(f"control {control!r} has no users in experiment {experiment!r}; treatments seen: {sorted(per_treatment)}")
     effects = ab_stats.compare(summary, control, alpha=float(settings["alpha"]), power=float(settings["power"]),
                                metrics=METRICS)
-    srm = ab_stats.srm(per_treatment, expected_shares(settings), float(settings["srm_alpha"]))
+    srm = ab_stats.srm(per_treatment, expected_shares(settings, experiment), float(settings["srm_alpha"]))
     return summary, per_treatment, effects, srm
 
 
-def run(spark: SparkSession, config: dict, input_uri: str, experiment: str, control: str, run_id: str) -> dict:
+def cuped_analysis(spark: SparkSession, storage: HadoopStorage, settings: dict, users: DataFrame, control: str,
+                   pre_uri: str, quarantine_uri: str, trailing: str) -> dict:
+    """Effects with CUPED from the pre-period logs at ``pre_uri`` (their bad lines quarantined like the A/B's)."""
+    pre = event_log.load_events(spark, storage, pre_uri, quarantine_uri, float(settings["max_error_ratio"]))
+    covariates = user_covariates(pre.events, trailing, bool(settings.get("dedupe", True)))
+    adjusted, variance = ab_stats.cuped(cuped_sums(users, covariates))
+    effects = ab_stats.compare(adjusted, control, alpha=float(settings["alpha"]), power=float(settings["power"]),
+                               metrics=METRICS)
+    pre.release()
+    return {"pre_input": pre_uri, "pre_lines": pre.lines, "pre_malformed": pre.malformed, "effects": effects,
+            "variance": variance}
+
+
+def run(spark: SparkSession, config: dict, input_uri: str, experiment: str, control: str, run_id: str,
+        pre_uri: Optional[str] = None) -> dict:
+    """The analysis; with ``pre_uri`` (pre-period event logs) also the CUPED-adjusted effects."""
     settings = config["ab"]
     trailing = check_names(settings, experiment)
     alpha, power = float(settings["alpha"]), float(settings["power"])
@@ -337,19 +416,31 @@ def run(spark: SparkSession, config: dict, input_uri: str, experiment: str, cont
     facts = session_facts(counts, loaded, trailing, int(sum(per_treatment.values())))
     report = render_report(experiment, control, run_id, effects, srm,
                            dict(facts, excluded_users=sum(facts["excluded_users"].values())), alpha, power)
+    cuped = None
+    if pre_uri:
+        cuped = cuped_analysis(spark, storage, settings, users, control, pre_uri,
+                               join(root, "quarantine", "analyze_ab", experiment, run_id, "pre"), trailing)
+        report += "\n" + render_cuped(cuped, control, alpha)
     effects_json = json.dumps(
         jsonable({"experiment": experiment, "control": control, "run": run_id, "alpha": alpha, "power": power,
                   "srm": srm, "facts": facts, "summary": summary.to_dict(orient="records"),
-                  "effects": effects.to_dict(orient="records")}),
+                  "effects": effects.to_dict(orient="records"),
+                  "cuped": cuped and {"pre_input": pre_uri, "variance": cuped["variance"].to_dict(orient="records"),
+                                      "effects": cuped["effects"].to_dict(orient="records")}}),
         indent=2, allow_nan=False,
     )
     files = {"effects.csv": effects.to_csv(index=False), "effects.json": effects_json, "report.md": report,
              "ab_results.png": render_plot(effects, histogram, experiment, control)}
+    if cuped:
+        files["effects_cuped.csv"] = cuped["effects"].to_csv(index=False)
     manifest = {
         "job": "analyze_ab", "experiment": experiment, "control": control, "run": run_id, "input": input_uri,
         "malformed": loaded.malformed, "quarantine": loaded.quarantine, **facts,
         "users_per_treatment": per_treatment, "srm_mismatch": srm["mismatch"],
         "significant": [f"{r.treatment}:{r.metric}" for r in effects.itertuples() if r.significant],
+        "cuped": cuped and {"pre_input": pre_uri, "pre_lines": cuped["pre_lines"], "pre_malformed": cuped["pre_malformed"],
+                            "variance_reduction": dict(zip(cuped["variance"]["metric"],
+                                                           cuped["variance"]["variance_reduction"]))},
     }
     final = join(root, "ab", experiment, run_id)
     manifest = publish(storage, final, files, users, manifest)
@@ -379,6 +470,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--experiment", help="experiment name in the events' experiments map (default: ab.experiment)")
     parser.add_argument("--control", help="control treatment (default: ab.control)")
     parser.add_argument("--input", help="event logs URI, directory or glob (default: datasets.ab_events)")
+    parser.add_argument("--cuped", action="store_true",
+                        help="also report CUPED-adjusted effects, the covariate being each user's metric in the "
+                             "pre-period logs (--pre-input, default: ab.cuped.pre_input)")
+    parser.add_argument("--pre-input", help="pre-period event logs for --cuped (default: ab.cuped.pre_input)")
     return parser.parse_args(argv)
 
 
@@ -389,7 +484,9 @@ def main(argv: Sequence[str] = ()) -> int:
     control = args.control or str(config["ab"]["control"])
     input_uri = resolve(config, args.input or config["datasets"]["ab_events"])
     spark = get_session("analyze_ab", args.profile)
-    result = run(spark, config, input_uri, experiment, control, args.run)
+    cuped = args.cuped or bool(config["ab"]["cuped"]["enabled"])
+    pre_uri = resolve(config, args.pre_input or config["ab"]["cuped"]["pre_input"]) if cuped else None
+    result = run(spark, config, input_uri, experiment, control, args.run, pre_uri)
     print(result["report"])
     print(json.dumps({"output": result["uri"], "srm_mismatch": result["srm"]["mismatch"],
                       "significant": result["manifest"]["significant"]}))
