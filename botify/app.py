@@ -1,6 +1,7 @@
 """The botify Flask app: ``create_app(config)`` wires the service, the blueprints and the error handlers.
 
 Routes live in ``botify.api`` (the public API) and ``botify.admin`` (token-protected operator calls);
+the well-formed requests of the two hot ones are answered in front of Flask by ``botify.fast_path``;
 every error, ours or werkzeug's, leaves as JSON ``{"error": ...}`` with a 4xx status, and a 500 only for a bug.
 """
 from __future__ import annotations
@@ -12,6 +13,7 @@ from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from botify import admin, api
+from botify.fast_path import FastPath
 from botify.service import Service
 from botify.validation import BadRequest
 
@@ -29,6 +31,7 @@ def create_app(config: dict, service: Optional[Service] = None) -> Flask:
     app.register_error_handler(BadRequest, lambda exc: (jsonify(error=str(exc)), 400))
     app.register_error_handler(HTTPException, lambda exc: (jsonify(error=exc.description or exc.name), exc.code))
     app.register_error_handler(Exception, _server_error)
+    app.wsgi_app = FastPath(app.wsgi_app, app.extensions["botify"], app.config["MAX_CONTENT_LENGTH"])
     return app
 
 
