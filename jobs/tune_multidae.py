@@ -14,11 +14,14 @@ knobs, best epoch, validation NDCG@100 / Recall@20 / Recall@50, mean epoch
 seconds), ``table.md``, ``winner.json`` (the best trial's knobs as
 ``multidae.*`` values, and its figures), ``_MANIFEST.json``, ``_SUCCESS``.
 Re-running a run id reuses the trials its table already holds (same knobs,
-same row) and trains only the missing ones, so a re-run is idempotent.
+same row) and trains only the missing ones, so a re-run is idempotent; each
+trial's row is also kept in ``tuning/multidae/_work/<run>/`` as soon as it
+finishes, so a sweep killed half-way resumes without redoing those.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import json
 import logging
@@ -32,7 +35,7 @@ from common.interactions_run import interactions_dir, item_index
 from common.manifest import write_manifest
 from common.paths import resolve
 from common.spark import add_job_arguments, get_session
-from common.storage import HadoopStorage, atomic_output, join
+from common.storage import FsspecStorage, HadoopStorage, atomic_output, join
 from common.training import Knobs, load_training_config, with_profile
 
 log = logging.getLogger(__name__)
@@ -55,8 +58,15 @@ def key(knobs: Knobs) -> str:
     return json.dumps(knobs.to_dict(), sort_keys=True)
 
 
-def run_trial(knobs_dict: Dict, data, threads: int) -> Dict:
-    """One trial in a Python worker: train, keep the best epoch, report its figures."""
+def trial_file(work_uri: str, knobs: Knobs) -> str:
+    return join(work_uri, hashlib.sha256(key(knobs).encode()).hexdigest()[:16] + ".json")
+
+
+def run_trial(knobs_dict: Dict, data, threads: int, work_uri: Optional[str] = None) -> Dict:
+    """One trial in a Python worker: train, keep the best epoch, report its figures.
+
+    The row is also written to ``work_uri`` at once, so a sweep killed half-way keeps its finished trials.
+    """
     import torch
 
     from common.training import train_in_memory
@@ -66,9 +76,15 @@ def run_trial(knobs_dict: Dict, data, threads: int) -> Dict:
     knobs = Knobs.from_settings(knobs_dict)
     history, best, _ = train_in_memory(train_lists, validation, n_items, knobs, eval_batch)
     seconds = [h["epoch_seconds"] for h in history]
-    return {"knobs": knobs.to_dict(), "best_epoch": best.epoch, "epochs_run": len(history),
-            **{k.replace("val_", "val "): float(best.record.get(k, float("nan"))) for k in FIGURES},
-            "epoch_seconds": float(np.mean(seconds)), "history": [{k: h.get(k) for k in ("epoch", "loss", *FIGURES)} for h in history]}
+    row = {"knobs": knobs.to_dict(), "best_epoch": best.epoch, "epochs_run": len(history),
+           **{k.replace("val_", "val "): float(best.record.get(k, float("nan"))) for k in FIGURES},
+           "epoch_seconds": float(np.mean(seconds)), "history": [{k: h.get(k) for k in ("epoch", "loss", *FIGURES)} for h in history]}
+    if work_uri:
+        try:
+            FsspecStorage().write_atomically(trial_file(work_uri, knobs), json.dumps(row).encode())
+        except Exception as exc:  # noqa: BLE001 - the row still reaches the driver; only resumability is lost
+            log.warning("could not keep trial %s in %s: %s", knobs, work_uri, exc)
+    return row
 
 
 def markdown_table(rows: List[Dict]) -> str:
@@ -96,12 +112,14 @@ def load_data(spark: SparkSession, storage, config: Dict, settings: Dict):
     return run_id, train_lists, collect_heldout(heldout, "validation"), n_items
 
 
-def previous_rows(storage, out: str) -> Dict[str, Dict]:
-    """The trials an earlier run of this id already finished, by knobs."""
-    uri = join(out, "trials.json")
-    if not storage.exists(join(out, "_SUCCESS")):
-        return {}
-    return {key(Knobs.from_settings(r["knobs"])): r for r in json.loads(storage.read_text(uri))["trials"]}
+def previous_rows(storage, out: str, work_uri: str) -> Dict[str, Dict]:
+    """The trials earlier runs of this id finished, by knobs: the published table and a killed run's leftovers."""
+    rows = []
+    if storage.exists(join(out, "_SUCCESS")):
+        rows += json.loads(storage.read_text(join(out, "trials.json")))["trials"]
+    if storage.exists(work_uri):
+        rows += [json.loads(storage.read_text(uri)) for uri in storage.list(work_uri) if uri.endswith(".json")]
+    return {key(Knobs.from_settings(r["knobs"])): r for r in rows}
 
 
 def run(spark: SparkSession, config: Dict, run_id: str, trials: int) -> Dict:
@@ -109,16 +127,17 @@ def run(spark: SparkSession, config: Dict, run_id: str, trials: int) -> Dict:
     tune = settings["tune"]
     storage = HadoopStorage(spark)
     out = join(resolve(config, "tuning/multidae"), run_id)
+    work_uri = join(resolve(config, "tuning/multidae/_work"), run_id)
     interactions, train_lists, validation, n_items = load_data(spark, storage, config, settings)
     wanted = trial_knobs(settings, tune["space"], trials, int(tune["seed"]))
-    done = previous_rows(storage, out)
+    done = previous_rows(storage, out, work_uri)
     todo = [k.to_dict() for k in wanted if key(k) not in done]
     log.info("%d trials (%d from the previous run of %s), %d to train on %d users x %d items",
              len(wanted), len(wanted) - len(todo), run_id, len(todo), len(train_lists), n_items)
     if todo:
         data = spark.sparkContext.broadcast((train_lists, validation, n_items, int(settings["eval_batch_size"])))
         threads = int(tune["threads_per_trial"])
-        fresh = spark.sparkContext.parallelize(todo, len(todo)).map(lambda k: run_trial(k, data, threads)).collect()
+        fresh = spark.sparkContext.parallelize(todo, len(todo)).map(lambda k: run_trial(k, data, threads, work_uri)).collect()
         data.unpersist()
         done.update({key(Knobs.from_settings(r["knobs"])): r for r in fresh})
     rows = [done[key(k)] for k in wanted]
@@ -132,6 +151,7 @@ def run(spark: SparkSession, config: Dict, run_id: str, trials: int) -> Dict:
         storage.write_text(join(tmp, "winner.json"), json.dumps(winner, indent=2))
         write_manifest(storage, tmp, {"job": "tune_multidae", "run": run_id, "interactions_run": interactions,
                                       "trials": len(rows), "winner": winner["knobs"]})
+    storage.delete(work_uri)
     return {"report": report, "winner": winner, "table": table, "uri": out}
 
 

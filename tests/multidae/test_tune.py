@@ -39,6 +39,13 @@ def test_sweep_writes_table_and_winner_and_reruns_idempotently(spark, interactio
     # Same run id again: every trial is reused as it was (epoch times included), nothing is appended.
     again = tune_multidae.run(spark, config, "t1", trials=3)
     assert json.loads(fs.read_text(join(out, "trials.json")))["trials"] == rows and again["winner"] == winner
+    assert not fs.exists(join(interactions_root, "tuning", "multidae", "_work", "t1"))
+    # A killed sweep keeps the trials it finished: a leftover row is reused, not retrained.
+    leftover = dict(rows[0], epoch_seconds=-1.0)
+    fs.write_bytes(tune_multidae.trial_file(join(interactions_root, "tuning", "multidae", "_work", "t2"),
+                                            Knobs.from_settings(rows[0]["knobs"])), json.dumps(leftover).encode())
+    resumed = tune_multidae.run(spark, config, "t2", trials=1)["report"]["trials"]
+    assert resumed == [leftover]
     # A longer sweep extends the shorter one: the first three rows are the same trials.
     longer = tune_multidae.run(spark, config, "t1", trials=4)["report"]["trials"]
     assert len(longer) == 4 and longer[:3] == rows
