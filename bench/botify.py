@@ -249,7 +249,8 @@ def main(argv=None) -> int:
         pool = list(range(args.tracks))
         write_recommendations(root, "bench", {u: rng.sample(pool, 50) for u in range(args.users)}, pool[:100])
         env = {k: v for k, v in os.environ.items() if not k.startswith("BOTIFY_")}
-        env.update(REDIS_URL=redis_url, BOTIFY_STORAGE_ROOT=root, BOTIFY_EXPERIMENTS="AB", PYTHONPATH=str(REPO))
+        env.update(REDIS_URL=redis_url, BOTIFY_STORAGE_ROOT=root, BOTIFY_EXPERIMENTS="AB",
+                   PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
         server = load_settings(args.overrides, env=env)["server"]
         label = f"botify {server['workers']}w {server['worker_class']}" + (
             f" x {server['threads']}t" if server["worker_class"] == "gthread" else "")
