@@ -6,6 +6,12 @@ source file, and go on with the valid ones. :func:`load_events` is that whole
 intake step (read, parse, check the error ratio, quarantine) for every job.
 Spark SQL only: no Python UDFs.
 
+Staged events (``jobs/stage_events.py``) are the same events parsed once:
+Parquet partitioned by ``date`` (UTC) with ``_STAGED.json`` beside the
+partitions saying what staging read and rejected. :func:`load` reads either
+form, so a job given staged data never parses JSON and still reports the lines
+and malformed counts staging saw.
+
 Types are strict: ``user``, ``track``, ``timestamp`` and ``recommendation``
 must be JSON integers, ``time`` and ``latency`` JSON numbers; a string such
 as ``" 17 "`` or ``"0.5"``, a boolean or a float id is rejected with the
@@ -16,6 +22,7 @@ its values are names and are read as text.
 """
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
@@ -39,6 +46,10 @@ _INF = float("inf")
 # Strict: a JSON string "NaN"/"Infinity" is a string, not a number.
 _JSON_OPTIONS = {"columnNameOfCorruptRecord": _CORRUPT, "allowNonNumericNumbers": "false"}
 _TYPED = T.StructType(EVENT_SCHEMA.fields + [T.StructField(_CORRUPT, T.StringType())])
+STAGED_MANIFEST = "_STAGED.json"
+# The staged Parquet layout: the event fields, then the partition column (read with this schema, never inferred).
+STAGED_SCHEMA = T.StructType(EVENT_SCHEMA.fields + [T.StructField("date", T.StringType(), False)])
+_DAY_MS = 86_400_000
 # Every field as text: says only whether a key is present (and the line an object).
 _PRESENCE = T.StructType([T.StructField(f, T.StringType()) for f in EVENT_FIELDS] + [T.StructField(_CORRUPT, T.StringType())])
 
@@ -107,6 +118,12 @@ def parse_lines(lines: DataFrame) -> DataFrame:
     return df.select("line", "source", reason.alias("reason"), *fields, experiments)
 
 
+def event_date() -> Column:
+    """The UTC date (``YYYY-MM-DD``) of the event's ``timestamp``, whatever the session time zone."""
+    days = F.floor(F.col("timestamp") / F.lit(_DAY_MS)).cast("int")
+    return F.date_format(F.date_add(F.lit("1970-01-01").cast("date"), days), "yyyy-MM-dd")
+
+
 def mark_unknown_tracks(parsed: DataFrame, catalog_tracks: DataFrame) -> DataFrame:
     """Otherwise valid events whose track is not in the catalog get the reason ``unknown_track``."""
     known = catalog_tracks.select(F.col("track").alias("_known")).distinct()
@@ -153,13 +170,19 @@ class LoadedEvents:
     malformed: Dict[str, int]       # reason -> lines, held against max_error_ratio
     unknown_tracks: int             # valid lines whose track the catalog does not know
     quarantine: Optional[str]       # where the rejected lines went (None: there were none)
+    cached: Optional[DataFrame] = None  # what release() unpersists
+    duplicates: Optional[int] = None    # exact copies staging already dropped (None: raw logs, not deduplicated)
 
     @property
     def valid_lines(self) -> int:
         return self.lines - sum(self.malformed.values()) - self.unknown_tracks
 
+    @property
+    def deduplicated(self) -> bool:
+        return self.duplicates is not None
+
     def release(self) -> None:
-        self.events.unpersist()
+        (self.cached if self.cached is not None else self.events).unpersist()
 
 
 def load_events(spark: SparkSession, storage: Storage, input_uri: str, quarantine_uri: str, max_error_ratio: float,
@@ -193,4 +216,65 @@ def load_events(spark: SparkSession, storage: Storage, input_uri: str, quarantin
         log.warning("quarantined %s -> %s", reasons, quarantine_uri)
     return LoadedEvents(events=valid, lines=total, malformed=malformed,
                         unknown_tracks=sum(v for k, v in reasons.items() if k in NOT_MALFORMED),
-                        quarantine=quarantine_uri if reasons else None)
+                        quarantine=quarantine_uri if reasons else None, cached=parsed)
+
+
+def is_staged(storage: Storage, uri: str) -> bool:
+    return storage.exists(join(uri, STAGED_MANIFEST))
+
+
+def read_staged_manifest(storage: Storage, uri: str) -> dict:
+    return json.loads(storage.read_text(join(uri, STAGED_MANIFEST)))
+
+
+def load_staged(spark: SparkSession, storage: Storage, uri: str, quarantine_uri: str,
+                catalog_tracks: Optional[DataFrame] = None) -> LoadedEvents:
+    """Staged events (already valid and deduplicated) with the counts staging recorded.
+
+    Unknown tracks are the one check left: it depends on the catalog of the
+    job's run, so it happens here (the events quarantined as JSON, ``source``
+    naming the staged dataset).
+    """
+    manifest = read_staged_manifest(storage, uri)
+    dates, runs = manifest["dates"], manifest["runs"]
+    malformed: Dict[str, int] = {}
+    for info in runs.values():
+        for reason, n in info["malformed"].items():
+            malformed[reason] = malformed.get(reason, 0) + int(n)
+    staged = sum(int(d["events"]) for d in dates.values())
+    duplicates = sum(int(d["duplicates"]) for d in dates.values())
+    events = spark.read.schema(STAGED_SCHEMA).parquet(uri).select(*EVENT_FIELDS)
+    quarantines = sorted(info["quarantine"] for info in runs.values() if info.get("quarantine"))
+    loaded = LoadedEvents(events=events, lines=staged + duplicates + sum(malformed.values()), malformed=malformed,
+                          unknown_tracks=0, quarantine=", ".join(quarantines) or None, duplicates=duplicates)
+    log.info("staged events %s: %d events of %d dates, %d malformed lines at staging", uri, staged, len(dates),
+             sum(malformed.values()))
+    return loaded if catalog_tracks is None else _set_aside_unknown_tracks(loaded, storage, uri, quarantine_uri,
+                                                                          catalog_tracks)
+
+
+def _set_aside_unknown_tracks(loaded: LoadedEvents, storage: Storage, uri: str, quarantine_uri: str,
+                              catalog_tracks: DataFrame) -> LoadedEvents:
+    marked = mark_unknown_tracks(loaded.events.withColumn("reason", F.lit(None).cast("string")), catalog_tracks)
+    marked = marked.persist()
+    unknown = marked.where(F.col("reason").isNotNull())
+    count = unknown.count()
+    if count:
+        with atomic_output(storage, quarantine_uri) as tmp:
+            unknown.select("reason", F.lit(uri).alias("source"), F.to_json(F.struct(*EVENT_FIELDS)).alias("line")) \
+                .write.mode("overwrite").json(join(tmp, "lines"))
+        log.warning("quarantined %d events of unknown tracks -> %s", count, quarantine_uri)
+        quarantine = ", ".join(q for q in (loaded.quarantine, quarantine_uri) if q)
+    else:
+        quarantine = loaded.quarantine
+    return LoadedEvents(events=marked.where(F.col("reason").isNull()).select(*EVENT_FIELDS), lines=loaded.lines,
+                        malformed=loaded.malformed, unknown_tracks=count, quarantine=quarantine, cached=marked,
+                        duplicates=loaded.duplicates)
+
+
+def load(spark: SparkSession, storage: Storage, uri: str, quarantine_uri: str, max_error_ratio: float,
+         catalog_tracks: Optional[DataFrame] = None) -> LoadedEvents:
+    """Staged events when ``uri`` is a staged dataset, else the raw logs through :func:`load_events`."""
+    if is_staged(storage, uri):
+        return load_staged(spark, storage, uri, quarantine_uri, catalog_tracks)
+    return load_events(spark, storage, uri, quarantine_uri, max_error_ratio, catalog_tracks)

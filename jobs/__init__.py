@@ -7,6 +7,7 @@ for ``spark-submit.sh``).
 """
 JOBS = {
     "cluster_check": "jobs.cluster_check",
+    "stage_events": "jobs.stage_events",
     "extract_interactions": "jobs.extract_interactions",
     "train_multidae": "jobs.train_multidae",
     "tune_multidae": "jobs.tune_multidae",

@@ -9,7 +9,10 @@ The original course's ``analyze_results`` notebook as a job, in Spark SQL/DataFr
 - ``user_metrics/``  Parquet, one row per analysed user (for re-analysis)
 - ``_MANIFEST.json``, ``_SUCCESS``
 
-and ``<root>/ab/<experiment>/LATEST`` names the run. Malformed lines go to
+and ``<root>/ab/<experiment>/LATEST`` names the run. The input (and CUPED's
+pre-period) is either staged events (``events/<dataset>`` from stage_events:
+Parquet, validated and deduplicated once; the counts reported are staging's)
+or raw JSON logs, whose malformed lines go to
 ``<root>/quarantine/analyze_ab/<experiment>/<run>/``.
 
 Sessions (:mod:`common.sessions`, the rule extract_interactions uses too):
@@ -353,7 +356,8 @@ def session_facts(counts: dict, loaded: event_log.LoadedEvents, trailing: str, a
     return {
         "lines": loaded.lines,
         "malformed_lines": sum(loaded.malformed.values()),
-        "duplicates_dropped": loaded.valid_lines - sum(int(r["events"]) for r in counts.values()),
+        "duplicates_dropped": (loaded.duplicates if loaded.deduplicated
+                               else loaded.valid_lines - sum(int(r["events"]) for r in counts.values())),
         "events": int(sum(int(r["events"]) for r in analysed)),
         "analysed_sessions": int(sum(int(r["sessions"]) for r in analysed)),
         "analysed_users": analysed_users,
@@ -384,8 +388,8 @@ def compare_arms(users: DataFrame, settings: dict, input_uri: str, experiment: s
 def cuped_analysis(spark: SparkSession, storage: HadoopStorage, settings: dict, users: DataFrame, control: str,
                    pre_uri: str, quarantine_uri: str, trailing: str) -> dict:
     """Effects with CUPED from the pre-period logs at ``pre_uri`` (their bad lines quarantined like the A/B's)."""
-    pre = event_log.load_events(spark, storage, pre_uri, quarantine_uri, float(settings["max_error_ratio"]))
-    covariates = user_covariates(pre.events, trailing, bool(settings.get("dedupe", True)))
+    pre = event_log.load(spark, storage, pre_uri, quarantine_uri, float(settings["max_error_ratio"]))
+    covariates = user_covariates(pre.events, trailing, bool(settings.get("dedupe", True)) and not pre.deduplicated)
     adjusted, variance = ab_stats.cuped(cuped_sums(users, covariates))
     effects = ab_stats.compare(adjusted, control, alpha=float(settings["alpha"]), power=float(settings["power"]),
                                metrics=METRICS)
@@ -402,9 +406,10 @@ def run(spark: SparkSession, config: dict, input_uri: str, experiment: str, cont
     alpha, power = float(settings["alpha"]), float(settings["power"])
     root = resolve(config, "")
     storage = HadoopStorage(spark)
-    loaded = event_log.load_events(spark, storage, input_uri, join(root, "quarantine", "analyze_ab", experiment, run_id),
-                                   float(settings["max_error_ratio"]))
-    sessions = sessionize(with_treatment(loaded.events, experiment), bool(settings.get("dedupe", True))).persist()
+    loaded = event_log.load(spark, storage, input_uri, join(root, "quarantine", "analyze_ab", experiment, run_id),
+                            float(settings["max_error_ratio"]))
+    dedupe = bool(settings.get("dedupe", True)) and not loaded.deduplicated  # staged events are deduplicated already
+    sessions = sessionize(with_treatment(loaded.events, experiment), dedupe).persist()
     counts = count_sessions(sessions)
     kept = analysed_sessions(sessions, trailing)
     users = user_metrics(kept).persist()
@@ -469,7 +474,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     add_job_arguments(parser, run=True)
     parser.add_argument("--experiment", help="experiment name in the events' experiments map (default: ab.experiment)")
     parser.add_argument("--control", help="control treatment (default: ab.control)")
-    parser.add_argument("--input", help="event logs URI, directory or glob (default: datasets.ab_events)")
+    parser.add_argument("--input", help="event logs URI, directory or glob, or staged events (events/<dataset>) "
+                                        "(default: datasets.ab_events)")
     parser.add_argument("--cuped", action="store_true",
                         help="also report CUPED-adjusted effects, the covariate being each user's metric in the "
                              "pre-period logs (--pre-input, default: ab.cuped.pre_input)")

@@ -9,7 +9,11 @@ The original course's ``collect_data`` notebook as a job. Output, under
 - ``top_tracks.json``  the ``extract.top_tracks`` tracks with most positive plays, most popular first
 - ``_MANIFEST.json`` (line counts, malformed lines by reason, unknown tracks, row counts), ``_SUCCESS``
 
-and ``<root>/interactions/LATEST`` names the run. Rejected lines go to
+The input is either staged events (``events/<dataset>``, from stage_events:
+Parquet, already validated and deduplicated, read with its schema; the
+manifest's line and malformed counts are staging's) or raw JSON logs, which
+go through the same validation here. ``<root>/interactions/LATEST`` names
+the run. Rejected lines go to
 ``<root>/quarantine/extract_interactions/<run>/`` with their reason and file:
 malformed ones (more than ``extract.max_error_ratio`` of them fails the run
 and writes nothing) and events of tracks the catalog does not know
@@ -124,9 +128,10 @@ def run(spark: SparkSession, config: dict, input_uri: str, run_id: str, catalog_
     root = resolve(config, "")
     storage = HadoopStorage(spark)
     catalog = read_catalog(spark, catalog_uri).cache() if catalog_uri else None
-    loaded = event_log.load_events(spark, storage, input_uri, join(root, "quarantine", "extract_interactions", run_id),
-                                   float(settings["max_error_ratio"]), catalog)
-    events = sessions.drop_duplicate_events(loaded.events) if settings.get("dedupe", True) else loaded.events
+    loaded = event_log.load(spark, storage, input_uri, join(root, "quarantine", "extract_interactions", run_id),
+                            float(settings["max_error_ratio"]), catalog)
+    dedupe = settings.get("dedupe", True) and not loaded.deduplicated  # staged events are deduplicated already
+    events = sessions.drop_duplicate_events(loaded.events) if dedupe else loaded.events
     events = events.persist()
     event_count = events.count()
 
@@ -139,6 +144,7 @@ def run(spark: SparkSession, config: dict, input_uri: str, run_id: str, catalog_
         "threshold": threshold, "lines": loaded.lines, "malformed": loaded.malformed,
         "unknown_tracks": loaded.unknown_tracks, "quarantine": loaded.quarantine,
         "duplicates_dropped": loaded.valid_lines - event_count, "events": event_count,
+        "staged": loaded.deduplicated,
     }
     final = join(root, "interactions", run_id)
     manifest = publish(spark, storage, final, with_indices(interactions, users, tracks), users, tracks, top, facts)
@@ -179,7 +185,8 @@ def publish(spark: SparkSession, storage: HadoopStorage, final: str, indexed: Da
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="extract_interactions", description=__doc__.split("\n")[0])
     add_job_arguments(parser, run=True)
-    parser.add_argument("--input", help="event logs URI, directory or glob (default: datasets.events)")
+    parser.add_argument("--input", help="event logs URI, directory or glob, or staged events (events/<dataset>, "
+                                        "from stage_events) (default: datasets.events)")
     parser.add_argument("--catalog", help="tracks catalog URI (default: datasets.catalog; 'none' to index seen tracks)")
     return parser.parse_args(argv)
 

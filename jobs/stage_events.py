@@ -1,0 +1,149 @@
+"""stage_events: uploaded JSON event logs -> validated, deduplicated Parquet partitioned by date.
+
+The logs are parsed once here; extract_interactions and analyze_ab read the
+result (``--input events/<dataset>``) without parsing JSON again. Output,
+under ``<root>/events/<dataset>/``:
+
+- ``date=YYYY-MM-DD/``  Parquet with the event log's fields (common.event_log.STAGED_SCHEMA),
+  ``date`` being the UTC date of the event's ``timestamp``
+- ``_STAGED.json``  per date: events and exact duplicates dropped, and the staging run that
+  wrote it; per run still serving a date: input, lines, malformed lines by reason, quarantine
+
+Rejected lines go to ``<root>/quarantine/stage_events/<dataset>/<run>/``
+with their reason and file; more than ``stage.max_error_ratio`` of them fails
+the run and writes nothing. Exact duplicates (the rule in common.sessions)
+are dropped: a copy shares its timestamp, hence its date, so deduplicating
+the dates a run covers leaves none anywhere.
+
+Idempotent per date: a run replaces every date its input holds (each date's
+directory swapped in by rename, the previous one removed after) and leaves
+the other dates alone, so staging the same logs twice gives the same rows. A
+run replaces a date with what *its* input holds for that date: give it all
+of a day's logs (the daily run stages the whole upload directory).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import uuid
+from typing import Dict, Sequence
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from common import event_log, sessions
+from common.config import load_config
+from common.manifest import now_iso
+from common.paths import resolve
+from common.spark import add_job_arguments, get_session
+from common.storage import HadoopStorage, Storage, join, sweep_leftovers
+
+log = logging.getLogger(__name__)
+
+
+# ---- pure transform (tested on tiny DataFrames) ---------------------------------------------
+
+
+def staged_rows(events: DataFrame) -> DataFrame:
+    """Valid events -> the staged columns: exact duplicates dropped, ``date`` added (STAGED_SCHEMA's order)."""
+    deduplicated = sessions.drop_duplicate_events(events)
+    return deduplicated.withColumn("date", event_log.event_date()).select(*event_log.STAGED_SCHEMA.fieldNames())
+
+
+def merged_manifest(previous: dict, run_id: str, run_facts: dict, dates: Dict[str, dict]) -> dict:
+    """The dataset's manifest after this run replaced ``dates``; runs no longer serving a date are dropped."""
+    all_dates = {**previous.get("dates", {}), **{d: {**facts, "run": run_id} for d, facts in dates.items()}}
+    live = {info["run"] for info in all_dates.values()}
+    runs = {r: info for r, info in previous.get("runs", {}).items() if r in live and r != run_id}
+    runs[run_id] = {**run_facts, "dates": sorted(dates)}
+    return {"job": "stage_events", "updated_at": now_iso(), "dates": dict(sorted(all_dates.items())), "runs": runs}
+
+
+# ---- I/O --------------------------------------------------------------------------------------
+
+
+def swap_dates(storage: Storage, staged_tmp: str, dataset_uri: str, dates: Sequence[str], token: str) -> None:
+    """Move each ``date=`` directory of ``staged_tmp`` over the dataset's one (the old one removed after).
+
+    The names follow common.storage.atomic_output, so sweep_leftovers puts a
+    date back if a run is killed between the two renames.
+    """
+    for date in dates:
+        part = f"date={date}"
+        final, old = join(dataset_uri, part), join(dataset_uri, f"_old-{part}-{token}")
+        had_old = storage.exists(final)
+        if had_old:
+            storage.rename(final, old)
+        storage.rename(join(staged_tmp, part), final)
+        if had_old:
+            storage.delete(old)
+
+
+def sweep(storage: Storage, dataset_uri: str) -> None:
+    """Undo what a killed run left: its temporary output, and any date caught between renames."""
+    if not storage.exists(dataset_uri):
+        return
+    sweep_leftovers(storage, join(dataset_uri, "stage"))
+    names = {uri.rstrip("/").rsplit("/", 1)[-1] for uri in storage.list(dataset_uri)}
+    for name in names:
+        if name.startswith("_old-date="):
+            sweep_leftovers(storage, join(dataset_uri, name[len("_old-"):].rsplit("-", 1)[0]))
+
+
+def run(spark: SparkSession, config: dict, input_uri: str, dataset: str, run_id: str) -> dict:
+    root = resolve(config, "")
+    storage = HadoopStorage(spark)
+    dataset_uri = join(root, "events", dataset)
+    sweep(storage, dataset_uri)
+    loaded = event_log.load_events(spark, storage, input_uri, join(root, "quarantine", "stage_events", dataset, run_id),
+                                   float(config["stage"]["max_error_ratio"]))
+    valid_per_date = {r["date"]: r["count"] for r in
+                      loaded.events.groupBy(event_log.event_date().alias("date")).count().collect()}
+    token = uuid.uuid4().hex[:12]
+    staged_tmp = join(dataset_uri, f"_tmp-stage-{token}")
+    try:
+        staged_rows(loaded.events).write.partitionBy("date").parquet(staged_tmp)
+        # Counts from what was written, not from the plan that wrote it.
+        staged_per_date = {r["date"]: r["count"] for r in
+                           spark.read.schema(event_log.STAGED_SCHEMA).parquet(staged_tmp).groupBy("date").count().collect()}
+    except BaseException:
+        storage.delete(staged_tmp)
+        raise
+    finally:
+        loaded.release()
+    dates = {d: {"events": staged_per_date[d], "duplicates": valid_per_date[d] - staged_per_date[d]}
+             for d in sorted(staged_per_date)}
+    swap_dates(storage, staged_tmp, dataset_uri, list(dates), token)
+    storage.delete(staged_tmp)
+    previous = event_log.read_staged_manifest(storage, dataset_uri) if event_log.is_staged(storage, dataset_uri) else {}
+    run_facts = {"input": input_uri, "lines": loaded.lines, "malformed": loaded.malformed,
+                 "quarantine": loaded.quarantine, "staged_at": now_iso()}
+    manifest = merged_manifest(previous, run_id, run_facts, dates)
+    storage.write_atomically(join(dataset_uri, event_log.STAGED_MANIFEST),
+                             json.dumps(manifest, indent=2, sort_keys=True).encode())
+    log.info("staged %s -> %s: %d lines, %d events over %d dates", input_uri, dataset_uri, loaded.lines,
+             sum(d["events"] for d in dates.values()), len(dates))
+    return {"dataset": dataset_uri, "run": run_id, "lines": loaded.lines, "malformed": loaded.malformed,
+            "quarantine": loaded.quarantine, "dates": dates}
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="stage_events", description=__doc__.split("\n")[0])
+    add_job_arguments(parser, run=True)
+    parser.add_argument("--input", required=True, help="event logs URI, directory or glob (e.g. logs/botify)")
+    parser.add_argument("--dataset", required=True,
+                        help="staged dataset name: writes <root>/events/<dataset>/ (letters, digits, '.', '_', '-')")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] = ()) -> int:
+    args = parse_args(argv)
+    if not args.dataset or not all(c.isalnum() or c in "._-" for c in args.dataset) or args.dataset[0] in "._-":
+        raise SystemExit(f"stage_events: --dataset {args.dataset!r}: letters, digits, '.', '_', '-' only")
+    config = load_config(args.config, args.overrides)
+    spark = get_session("stage_events", args.profile)
+    result = run(spark, config, resolve(config, args.input), args.dataset, args.run)
+    print(json.dumps({k: result[k] for k in ("dataset", "run", "lines", "malformed")}
+                     | {"dates": len(result["dates"]), "events": sum(d["events"] for d in result["dates"].values())}))
+    return 0

@@ -1,0 +1,126 @@
+"""stage_events on logs written to disk: Parquet by UTC date, quarantine counts, idempotent re-runs per date,
+and extract_interactions giving the same output on staged events as on the raw logs (real Spark, real files)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from common.config import load_config
+from common.event_log import STAGED_SCHEMA, TooManyMalformed
+from jobs import extract_interactions, stage_events
+
+DAY = 86_400_000
+D1, D2 = 20_000 * DAY, 20_001 * DAY  # 2024-10-04 and 2024-10-05, UTC
+BAD = ["not json", '{"message": "next", "timestamp": 5, "user": "1", "track": 2, "time": 0.5}', ""]
+
+
+def events(start: int, users: int, per_user: int = 4):
+    out = []
+    for user in range(users):
+        for step in range(per_user):
+            out.append({"message": "last" if step == per_user - 1 else "next", "timestamp": start + user * 100 + step,
+                        "user": user, "track": (user + step) % 7, "time": 0.25 * step, "latency": 0.002,
+                        "recommendation": step, "experiments": {"AB": "C" if user % 2 else "T1"}})
+    return out
+
+
+def write(path: Path, lines) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(line if isinstance(line, str) else json.dumps(line) for line in lines) + "\n")
+
+
+def stage(spark, root: Path, run_id: str, logs: str = "logs/train", ratio: float = 0.2):
+    config = load_config("pipeline.yml", [f"storage.root=file://{root}", f"stage.max_error_ratio={ratio}"])
+    return stage_events.run(spark, config, f"file://{root}/{logs}", "train", run_id)
+
+
+def staged_rows(spark, root: Path):
+    df = spark.read.schema(STAGED_SCHEMA).parquet(f"file://{root}/events/train")
+    return sorted(tuple(r) for r in df.select("date", "user", "timestamp", "message", "track", "time").collect())
+
+
+def manifest(root: Path) -> dict:
+    return json.loads((root / "events" / "train" / "_STAGED.json").read_text())
+
+
+def test_merged_manifest_keeps_other_dates_and_drops_runs_serving_none():
+    previous = {"dates": {"2024-10-04": {"events": 3, "duplicates": 0, "run": "a"},
+                          "2024-10-05": {"events": 5, "duplicates": 1, "run": "a"}},
+                "runs": {"a": {"lines": 9, "malformed": {"bad_user": 1}}, "old": {"lines": 1, "malformed": {}}}}
+    merged = stage_events.merged_manifest(previous, "b", {"lines": 4, "malformed": {}}, {"2024-10-05": {"events": 4, "duplicates": 0}})
+    assert merged["dates"] == {"2024-10-04": {"events": 3, "duplicates": 0, "run": "a"},
+                               "2024-10-05": {"events": 4, "duplicates": 0, "run": "b"}}
+    assert sorted(merged["runs"]) == ["a", "b"] and merged["runs"]["b"]["dates"] == ["2024-10-05"]
+
+
+@pytest.mark.slow
+def test_staging_counts_quarantines_dedupes_and_rerun_replaces_only_its_dates(spark, tmp_path):
+    day1, day2 = events(D1, 3), events(D2 + DAY - 1000, 2)  # day 2 ends a second before midnight UTC
+    write(tmp_path / "logs" / "train" / "a.jsonl", day1 + day1[:2] + BAD)  # two exact copies, three bad lines
+    write(tmp_path / "logs" / "train" / "b.jsonl", day2)
+    result = stage(spark, tmp_path, "r1")
+    assert result["lines"] == 12 + 2 + 3 + 8
+    assert result["malformed"] == {"not_json_object": 1, "bad_user": 1, "blank_line": 1}
+    assert result["dates"] == {"2024-10-04": {"events": 12, "duplicates": 2}, "2024-10-05": {"events": 8, "duplicates": 0}}
+    quarantine = tmp_path / "quarantine" / "stage_events" / "train" / "r1" / "lines"
+    bad = [json.loads(line) for f in quarantine.glob("*.json") for line in f.read_text().splitlines()]
+    assert sorted(b["reason"] for b in bad) == ["bad_user", "blank_line", "not_json_object"]
+    assert sorted(p.name for p in (tmp_path / "events" / "train").iterdir() if not p.name.startswith(".")) == [
+        "_STAGED.json", "date=2024-10-04", "date=2024-10-05"]
+    first = staged_rows(spark, tmp_path)
+    assert len(first) == 20 and len(set(first)) == 20
+
+    stage(spark, tmp_path, "r2")  # the same logs again: the same rows, no copies
+    assert staged_rows(spark, tmp_path) == first
+    assert set(manifest(tmp_path)["runs"]) == {"r2"}
+
+    # A run over day 2 alone (one event more) replaces day 2 and keeps day 1 as r2 staged it.
+    write(tmp_path / "logs" / "day2" / "b.jsonl", day2 + events(D2 + 5000, 1, per_user=1))
+    stage(spark, tmp_path, "r3", logs="logs/day2")
+    rows = staged_rows(spark, tmp_path)
+    assert [r for r in rows if r[0] == "2024-10-04"] == [r for r in first if r[0] == "2024-10-04"]
+    assert len([r for r in rows if r[0] == "2024-10-05"]) == 9
+    m = manifest(tmp_path)
+    assert {d: v["run"] for d, v in m["dates"].items()} == {"2024-10-04": "r2", "2024-10-05": "r3"}
+    assert set(m["runs"]) == {"r2", "r3"}
+    assert not [p for p in (tmp_path / "events" / "train").iterdir() if p.name.startswith(("_tmp-", "_old-"))]
+
+
+@pytest.mark.slow
+def test_too_many_malformed_lines_stage_nothing(spark, tmp_path):
+    write(tmp_path / "logs" / "train" / "a.jsonl", events(D1, 2) + BAD)
+    with pytest.raises(TooManyMalformed, match="3 of 11 lines malformed"):
+        stage(spark, tmp_path, "r1", ratio=0.01)
+    assert not (tmp_path / "events" / "train" / "_STAGED.json").exists()
+    assert not (tmp_path / "quarantine").exists()
+
+
+@pytest.mark.slow
+def test_extract_on_staged_events_equals_extract_on_the_raw_logs(spark, tmp_path):
+    lines = events(D1, 6) + events(D2, 4)
+    lines += [dict(lines[0]), dict(lines[5])]  # re-uploaded copies
+    lines += [{"message": "next", "timestamp": D2 + 7, "user": 9, "track": 1000, "time": 0.9}]  # not in the catalog
+    write(tmp_path / "logs" / "train" / "a.jsonl", lines + BAD[:1])
+    write(tmp_path / "world" / "tracks.jsonl", [{"track": t, "artist": "a", "title": str(t)} for t in range(7)])
+    config = load_config("pipeline.yml", [f"storage.root=file://{tmp_path}", "extract.max_error_ratio=0.1",
+                                          "stage.max_error_ratio=0.1"])
+    catalog = f"file://{tmp_path}/world/tracks.jsonl"
+    raw = extract_interactions.run(spark, config, f"file://{tmp_path}/logs/train", "raw", catalog)
+    stage_events.run(spark, config, f"file://{tmp_path}/logs/train", "train", "s1")
+    staged = extract_interactions.run(spark, config, f"file://{tmp_path}/events/train", "staged", catalog)
+
+    for key in ("lines", "malformed", "unknown_tracks", "events", "duplicates_dropped", "row_count", "users",
+                "positives", "session_starts", "top_tracks_sha256"):
+        assert staged[key] == raw[key], key
+    assert (raw["staged"], staged["staged"]) == (False, True)
+    assert (staged["lines"], staged["duplicates_dropped"], staged["unknown_tracks"]) == (44, 2, 1)
+
+    def table(run_id):
+        df = spark.read.parquet(f"file://{tmp_path}/interactions/{run_id}/interactions")
+        return sorted(tuple(r) for r in df.collect())
+    assert table("staged") == table("raw")
+    unknown = tmp_path / "quarantine" / "extract_interactions" / "staged" / "lines"
+    rows = [json.loads(line) for f in unknown.glob("*.json") for line in f.read_text().splitlines()]
+    assert [(r["reason"], json.loads(r["line"])["track"]) for r in rows] == [("unknown_track", 1000)]
