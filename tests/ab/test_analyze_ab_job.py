@@ -14,7 +14,7 @@ from common.event_log import TooManyMalformed
 from jobs import analyze_ab
 from pipeline import upload_logs
 
-from .helpers import COURSE_LOG
+from .helpers import COURSE_LOG, pandas_user_metrics, read_jsonl
 
 BAD_LINES = ['this is not json',
              '{"message": "next", "timestamp": "yesterday", "user": 1, "track": 2, "time": 0.5, "experiments": {"AB": "T1"}}']
@@ -86,6 +86,35 @@ def test_upload_then_analyze_course_logs(tmp_path, warehouse, capsys):
     effects = pd.read_csv(run_dir / "effects.csv").set_index("metric")
     assert effects.loc["sessions", "treatment_mean"] == pytest.approx(5 / 3)
     assert not [p for p in run_dir.parent.iterdir() if p.name.startswith(("_tmp-", "_old-"))]
+
+
+@pytest.mark.slow
+def test_staged_logs_give_the_raw_logs_analysis_and_staging_counts(tmp_path, warehouse, capsys):
+    """Uploaded logs staged once (jobs/stage_events) then analysed: the raw run's facts and the pandas
+    reference's user metrics; the malformed lines are staging's (quarantined there), reported by the job."""
+    from jobs import stage_events
+
+    assert upload_logs.main(["--set", f"storage.root={warehouse}", "--log-dir", str(botify_dir(tmp_path)), "--no-progress"]) == 0
+    assert job(warehouse, "--run", "raw") == 0
+    assert stage_events.main(["--set", f"storage.root={warehouse}", "--set", "stage.max_error_ratio=0.1",
+                              "--input", "logs/ab", "--dataset", "ab", "--run", "s1"]) == 0
+    assert job(warehouse, "--run", "staged", "--input", "events/ab") == 0
+    capsys.readouterr()
+    ab = local(warehouse) / "ab" / "AB"
+    raw, staged = (json.loads((ab / r / "_MANIFEST.json").read_text()) for r in ("raw", "staged"))
+    for key in ("lines", "malformed", "events", "duplicates_dropped", "analysed_sessions", "users_per_treatment"):
+        assert staged[key] == raw[key], key
+    assert staged["malformed"] == {"not_json_object": 1, "bad_timestamp": 1}
+    assert staged["quarantine"].endswith("quarantine/stage_events/ab/s1")
+    assert not (local(warehouse) / "quarantine" / "analyze_ab" / "AB" / "staged").exists()
+
+    users = pd.read_parquet(ab / "staged" / "user_metrics").sort_values("user", ignore_index=True)
+    expected = pandas_user_metrics(read_jsonl([COURSE_LOG]))
+    assert users["user"].tolist() == expected["user"].tolist()
+    for column in ("treatment", "sessions"):
+        assert users[column].tolist() == expected[column].tolist()
+    for column in ("mean_session_length", "mean_session_time", "mean_request_time"):
+        assert users[column].to_numpy() == pytest.approx(expected[column].to_numpy(), nan_ok=True)
 
 
 def test_too_many_malformed_lines_publish_nothing(tmp_path, warehouse):

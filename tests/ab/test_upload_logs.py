@@ -227,6 +227,18 @@ def test_course_logs_with_first_track_time_one_are_analysed_as_logged(tmp_path, 
     manifest = json.loads((run_dir / "_MANIFEST.json").read_text())
     assert manifest["malformed"] == {} and manifest["users_per_treatment"] == {"C": 2, "T1": 2}
 
+    # Staged once (jobs/stage_events), the same files give the same analysis.
+    from jobs import stage_events
+
+    assert stage_events.main(["--set", f"storage.root={warehouse}", "--input", "logs/ab", "--dataset", "ab",
+                              "--run", "s1"]) == 0
+    assert analyze_ab.main(["--set", f"storage.root={warehouse}", "--input", "events/ab", "--run", "staged"]) == 0
+    staged_dir = run_dir.parent / "staged"
+    pd.testing.assert_frame_equal(pd.read_csv(staged_dir / "effects.csv"), pd.read_csv(run_dir / "effects.csv"))
+    staged = json.loads((staged_dir / "_MANIFEST.json").read_text())
+    for key in ("lines", "malformed", "events", "duplicates_dropped", "analysed_users", "users_per_treatment"):
+        assert staged[key] == manifest[key], key
+
 
 def test_a_cleanup_killed_midway_is_swept_by_the_next_run(tmp_path, warehouse):
     """A real SIGKILL while `botify-upload --cleanup` copies: the dataset it was replacing stays whole, and the
