@@ -3,8 +3,9 @@
     botify-daily [--date YYYY-MM-DD] [--master yarn] [--from-step S] [--only S ...] [--set key=value ...]
 
 Steps (``daily.steps`` in conf/pipeline.yml): upload botify's completed logs,
-extract_interactions, train_multidae, infer_recommendations, analyze_ab, and
-botify reload. Every output is named after the date, so a re-run for the same
+stage_events (the uploaded logs parsed once into Parquet by date, the dates
+they hold replaced), extract_interactions and analyze_ab on the staged events,
+train_multidae, infer_recommendations, and botify reload. Every output is named after the date, so a re-run for the same
 date replaces that day's outputs instead of duplicating them. A lock file
 keeps two runs from overlapping; each step writes its own log; the first
 failing step stops the run with a non-zero exit.
@@ -27,7 +28,7 @@ from pipeline.processes import REPO, StepFailed, command
 
 log = logging.getLogger("daily")
 
-STEPS = ("upload", "extract_interactions", "train_multidae", "infer_recommendations", "analyze_ab", "reload")
+STEPS = ("upload", "stage_events", "extract_interactions", "train_multidae", "infer_recommendations", "analyze_ab", "reload")
 
 
 def step_commands(config: dict, date: str, master: str, overrides: List[str]) -> Dict[str, List[str]]:
@@ -38,16 +39,18 @@ def step_commands(config: dict, date: str, master: str, overrides: List[str]) ->
         sets += ["--set", item]
     submit = [str(REPO / "spark-submit.sh")]
     master_args = ["--master", master]
+    staged = f"events/{daily['dataset']}"
     return {
         "upload": [command("botify-upload"), daily["dataset"], "--log-dir", daily["botify_log_dir"],
                    "--no-progress", *sets],
-        "extract_interactions": [*submit, "extract_interactions", *master_args, "--run", date,
-                                 "--input", f"logs/{daily['dataset']}", *sets],
+        "stage_events": [*submit, "stage_events", *master_args, "--run", date, "--input", f"logs/{daily['dataset']}",
+                         "--dataset", daily["dataset"], *sets],
+        "extract_interactions": [*submit, "extract_interactions", *master_args, "--run", date, "--input", staged, *sets],
         "train_multidae": [*submit, "train_multidae", *master_args, "--interactions", date, "--version", date, *sets],
         "infer_recommendations": [*submit, "infer_recommendations", *master_args, "--model-version", date,
                                   "--version", date, *sets],
         "analyze_ab": [*submit, "analyze_ab", *master_args, "--experiment", daily["experiment"],
-                       "--control", daily["control"], "--input", f"logs/{daily['dataset']}", "--run", date, *sets],
+                       "--control", daily["control"], "--input", staged, "--run", date, *sets],
         "reload": [command("botify"), "reload", "--url", daily["botify_url"], "--version", date],
     }
 

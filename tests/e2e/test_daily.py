@@ -21,8 +21,12 @@ def test_step_commands_name_outputs_after_the_date(tmp_path):
     assert list(cmds) == list(daily.STEPS)
     assert cmds["extract_interactions"][1:2] == ["extract_interactions"]
     assert ["--master", "yarn"] == cmds["train_multidae"][2:4]
-    for step in ("extract_interactions", "analyze_ab"):
+    for step in ("stage_events", "extract_interactions", "analyze_ab"):
         assert "2026-11-26" in cmds[step]
+    # the logs are parsed once: staging reads the upload, the jobs read what it staged
+    assert cmds["stage_events"][cmds["stage_events"].index("--input") + 1] == "logs/botify"
+    for step in ("extract_interactions", "analyze_ab"):
+        assert cmds[step][cmds[step].index("--input") + 1] == "events/botify"
     assert cmds["train_multidae"][cmds["train_multidae"].index("--interactions") + 1] == "2026-11-26"
     assert cmds["reload"][-2:] == ["--version", "2026-11-26"]
     # overrides travel to every step that reads pipeline.yml
@@ -31,16 +35,16 @@ def test_step_commands_name_outputs_after_the_date(tmp_path):
 
 def test_stops_at_first_failure_with_a_log_per_step(tmp_path, capsys):
     (tmp_path / "botify-logs").mkdir()
-    # No logs were uploaded, so extract_interactions fails; nothing after it may run.
+    # No logs were uploaded, so stage_events fails; nothing after it may run.
     code = daily.main(["--date", "2026-11-26", "--master", "local[1]", "--only", "upload",
-                       "--only", "extract_interactions", "--only", "train_multidae",
+                       "--only", "stage_events", "--only", "extract_interactions",
                        *sum((["--set", o] for o in config_for(tmp_path)), [])])
     assert code == 1
     logs = tmp_path / "daily-logs" / "2026-11-26"
     assert (logs / "upload.log").exists()
-    assert (logs / "extract_interactions.log").exists()
-    assert not (logs / "train_multidae.log").exists()
-    assert not (tmp_path / "warehouse" / "interactions" / "2026-11-26").exists()
+    assert (logs / "stage_events.log").exists()
+    assert not (logs / "extract_interactions.log").exists()
+    assert not (tmp_path / "warehouse" / "events").exists()
 
 
 def test_a_second_run_does_not_overlap(tmp_path):
