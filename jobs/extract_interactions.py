@@ -132,7 +132,8 @@ def run(spark: SparkSession, config: dict, input_uri: str, run_id: str, catalog_
                             float(settings["max_error_ratio"]), catalog)
     dedupe = settings.get("dedupe", True) and not loaded.deduplicated  # staged events are deduplicated already
     events = sessions.drop_duplicate_events(loaded.events) if dedupe else loaded.events
-    events = events.persist()
+    if dedupe or loaded.cached is None:  # else the events are a filter of what load cached: no second copy
+        events = events.persist()
     event_count = events.count()
 
     interactions = aggregate_interactions(events, threshold)
