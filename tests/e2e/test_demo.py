@@ -106,3 +106,22 @@ def test_everything_started_is_gone(demo):
     assert not listening(services["botify"])
     assert not listening(services["redis"].replace("redis://", "http://"))
     assert processes_mentioning(str(workdir)) == []
+
+
+def test_fast_training_traffic_feeds_the_same_loop(tmp_path):
+    """--train-traffic fast (the seed scale's path): the training logs come from simulate_logs, no botify
+    BASELINE phase runs, and the loop still ends in an A/B report."""
+    workdir = tmp_path / "run"
+    result = subprocess.run([str(REPO / ".venv" / "bin" / "botify-demo"), "--scale", "small", "--workdir", str(workdir),
+                             "--train-traffic", "fast", "--ab-sessions", "300"],
+                            capture_output=True, text=True, timeout=1800, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    train = workdir / "warehouse" / "logs" / "train"
+    manifest = json.loads((train / "_MANIFEST.json").read_text())
+    assert manifest["sessions"] == 2000 and manifest["experiments"] == ["BASELINE"]
+    events = list(read_jsonl(sorted(train.glob("part-*.jsonl"))))
+    assert len(events) == manifest["events"] and sum(e["message"] == "last" for e in events) == 2000
+    assert not (workdir / "botify-logs" / "baseline").exists()
+    timings = json.loads((workdir / "timings.json").read_text())
+    assert "start botify (BASELINE)" not in timings and "extract_interactions" in timings
+    assert "| T1 | mean_session_time |" in (workdir / "warehouse" / "ab" / "AB" / "demo" / "report.md").read_text()
