@@ -98,8 +98,8 @@ def test_a_recommender_that_needs_botify_state_is_refused():
         ExperimentAgent(BASELINE, ["NOPE"], None, 100)
 
 
-def write_small_world(root: str, users: int = 300, seed: int = 11) -> None:
-    world = generate_world(WorldParams(tracks=2000, artists=200, genres=10, users=users), seed=seed)
+def write_small_world(root: str, users: int = 300, seed: int = 11, tracks: int = 2000) -> None:
+    world = generate_world(WorldParams(tracks=tracks, artists=tracks // 10, genres=10, users=users), seed=seed)
     write_world(world, local_path(join(root, "world")))
 
 
@@ -114,23 +114,21 @@ def dataset_lines(root: str, dataset: str):
 
 
 def test_job_output_does_not_depend_on_partitioning_and_reruns_replace_it(spark, warehouse):
-    write_small_world(warehouse)
-    args = ["--sessions", "400", "--seed", "3"]
-    one = run(spark, job_config(warehouse), parse_args(args + ["--partitions", "1", "--dataset", "one"]))
-    three = run(spark, job_config(warehouse), parse_args(args + ["--partitions", "3", "--dataset", "three"]))
-    parts_one, lines_one = dataset_lines(warehouse, "one")
-    parts_three, lines_three = dataset_lines(warehouse, "three")
-    assert (len(parts_one), len(parts_three)) == (1, 3)
-    assert sorted(lines_one) == sorted(lines_three)
-    assert one["events"] == three["events"] == len(lines_one)
-    assert sum(json.loads(line)["message"] == "last" for line in lines_one) == 400
+    write_small_world(warehouse, users=60, tracks=500)
+    args = ["--sessions", "150", "--seed", "3", "--dataset", "train"]
+    first = run(spark, job_config(warehouse), parse_args(args + ["--partitions", "1"]))
+    parts, lines = dataset_lines(warehouse, "train")
+    assert len(parts) == 1 and first["events"] == len(lines)
+    assert sum(json.loads(line)["message"] == "last" for line in lines) == 150
     # What the jobs read: every line a valid event, none quarantined.
-    parsed = parse_lines(read_lines(spark, join(warehouse, "logs", "three")))
+    parsed = parse_lines(read_lines(spark, join(warehouse, "logs", "train")))
     assert parsed.where(F.col("reason").isNotNull()).count() == 0
-    # The same run again: same lines, old output replaced, nothing left beside it.
-    run(spark, job_config(warehouse), parse_args(args + ["--partitions", "2", "--dataset", "one"]))
-    assert sorted(dataset_lines(warehouse, "one")[1]) == sorted(lines_one)
-    assert sorted(os.listdir(local_path(join(warehouse, "logs")))) == ["one", "three"]
+    # Again in 3 tasks: the same lines, the old output replaced, nothing left beside it.
+    again = run(spark, job_config(warehouse), parse_args(args + ["--partitions", "3"]))
+    parts_again, lines_again = dataset_lines(warehouse, "train")
+    assert len(parts_again) == 3 and again["events"] == len(lines_again)
+    assert sorted(lines_again) == sorted(lines)
+    assert os.listdir(local_path(join(warehouse, "logs"))) == ["train"]
 
 
 def test_auto_top_tracks_are_the_list_botify_would_load(warehouse):
