@@ -5,7 +5,8 @@ training traffic over HTTP -> upload logs (or, with ``--train-traffic fast``,
 the seed scale's default: the same traffic's logs written by the
 ``simulate_logs`` Spark job, no botify) -> extract_interactions ->
 train_multidae -> infer_recommendations -> botify hot-reloads the lists ->
-botify switches to the AB experiment (C = StickyArtist, T1 = Ranked) ->
+botify switches to the AB experiment (C = StickyArtist, T1 = Ranked; with ``--experiment MODELS``
+train_als first and T2 = Ranked over the ALS lists) ->
 simulated A/B traffic -> upload -> analyze_ab -> the report.
 
 Everything it starts (redis-server, botify's gunicorn, Spark) is stopped at
@@ -125,11 +126,15 @@ class Demo:
                 "train_multidae", "--version", self.run_id, "--epochs", str(a.epochs), "--num-processes", "2"))
             self.step("infer_recommendations", lambda: self.spark_job(
                 "infer_recommendations", "--model-version", self.run_id, "--version", self.run_id))
-            self.step("start botify (AB), hot-reload recommendations", self.serve_ab)
+            if a.experiment == "MODELS":  # the ALS arm's lists, published beside the MultiDAE's (pointer LATEST-als)
+                self.step("train_als", lambda: self.spark_job("train_als", "--version", f"als-{self.run_id}"))
+            self.step(f"start botify ({a.experiment}), hot-reload recommendations", self.serve_ab)
             self.step(f"simulate {a.ab_sessions} A/B sessions", lambda: self.simulate("sim-ab", a.ab_sessions, 31337))
-            self.step("stop botify, upload A/B logs", lambda: (self.stop_botify(), self.upload("ab", "ab")))
+            self.step("stop botify, upload A/B logs",
+                      lambda: (self.stop_botify(), self.upload(a.experiment.lower(), "ab")))
+            cuped = ["--cuped", "--pre-input", "logs/train"] if a.cuped else []
             self.step("analyze_ab", lambda: self.spark_job(
-                "analyze_ab", "--experiment", "AB", "--control", "C", "--run", self.run_id))
+                "analyze_ab", "--experiment", a.experiment, "--control", "C", "--run", self.run_id, *cuped))
         finally:
             self.stop_botify()
             self.redis.stop()
@@ -152,11 +157,11 @@ class Demo:
     def serve_ab(self) -> None:
         # botify comes up with the AB experiment, then picks up the new lists without a
         # restart: the reload is the same call cron makes after infer_recommendations.
-        self.start_botify("AB")
+        self.start_botify(self.args.experiment)
         self.reload()
 
     def show_report(self) -> None:
-        out = self.root / "ab" / "AB" / self.run_id
+        out = self.root / "ab" / self.args.experiment / self.run_id
         print()
         print((out / "report.md").read_text())
         print(f"report:  {out / 'report.md'}")
@@ -171,6 +176,12 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                              "seed: the seed's 1.3M training sessions, written by the fast path")
     parser.add_argument("--workdir", default=str(REPO / "build" / "demo"), help="wiped and recreated")
     parser.add_argument("--seed", type=int, default=31337, help="world seed")
+    parser.add_argument("--experiment", choices=("AB", "MODELS"), default="AB",
+                        help="AB: StickyArtist vs the MultiDAE's lists (the seed's experiment); MODELS: three arms, "
+                             "StickyArtist vs MultiDAE vs ALS (adds the train_als step; conf/botify.yml)")
+    parser.add_argument("--cuped", action="store_true",
+                        help="analyze_ab also reports CUPED-adjusted effects, the covariate being each user's metric "
+                             "in the training traffic")
     for key in ("tracks", "users", "train_sessions", "ab_sessions", "epochs"):
         parser.add_argument("--" + key.replace("_", "-"), type=int, help="override the scale's value")
     parser.add_argument("--label-threshold", type=float, default=0.3,
