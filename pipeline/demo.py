@@ -122,8 +122,9 @@ class Demo:
             self.training_traffic()
             self.step("extract_interactions", lambda: self.spark_job(
                 "extract_interactions", "--run", self.run_id, "--set", f"extract.threshold={a.label_threshold}"))
+            profile = ["--model-profile", a.model_profile] if a.model_profile else []
             self.step("train_multidae", lambda: self.spark_job(
-                "train_multidae", "--version", self.run_id, "--epochs", str(a.epochs), "--num-processes", "2"))
+                "train_multidae", "--version", self.run_id, "--epochs", str(a.epochs), "--num-processes", "2", *profile))
             self.step("infer_recommendations", lambda: self.spark_job(
                 "infer_recommendations", "--model-version", self.run_id, "--version", self.run_id))
             if a.experiment == "MODELS":  # the ALS arm's lists, published beside the MultiDAE's (pointer LATEST-als)
@@ -179,6 +180,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--experiment", choices=("AB", "MODELS"), default="AB",
                         help="AB: StickyArtist vs the MultiDAE's lists (the seed's experiment); MODELS: three arms, "
                              "StickyArtist vs MultiDAE vs ALS (adds the train_als step; conf/botify.yml)")
+    parser.add_argument("--model-profile", help="train_multidae --model-profile (a key of multidae.profiles in "
+                                                "conf/pipeline.yml, e.g. seed); default: the conf's tuned values")
     parser.add_argument("--cuped", action="store_true",
                         help="analyze_ab also reports CUPED-adjusted effects, the covariate being each user's metric "
                              "in the training traffic")
