@@ -3,11 +3,13 @@
 generate the world -> start Redis + botify (BASELINE experiment) -> simulated
 training traffic over HTTP -> upload logs (or, with ``--train-traffic fast``,
 the seed scale's default: the same traffic's logs written by the
-``simulate_logs`` Spark job, no botify) -> extract_interactions ->
+``simulate_logs`` Spark job, no botify) -> stage_events (the logs parsed once
+into ``events/train``, as the daily run does) -> extract_interactions ->
 train_multidae -> infer_recommendations -> botify hot-reloads the lists ->
 botify switches to the AB experiment (C = StickyArtist, T1 = Ranked; with ``--experiment MODELS``
 train_als first and T2 = Ranked over the ALS lists) ->
-simulated A/B traffic -> upload -> analyze_ab -> the report.
+simulated A/B traffic -> upload -> stage_events (``events/ab``) -> analyze_ab
+on the staged events (CUPED's pre-period: ``events/train``) -> the report.
 
 Everything it starts (redis-server, botify's gunicorn, Spark) is stopped at
 the end, on failure and on Ctrl-C. Each step's output goes to
@@ -70,8 +72,13 @@ class Demo:
     def sh(self, name: str, argv: List[str], env: Optional[Dict[str, str]] = None) -> None:
         processes.run(argv, env=env, log_file=self.logs / f"{name}.log", cwd=REPO)
 
-    def spark_job(self, job: str, *args: str) -> None:
-        self.sh(job, [str(REPO / "spark-submit.sh"), job, "--set", f"storage.root={self.root}", *args])
+    def spark_job(self, job: str, *args: str, log_name: Optional[str] = None) -> None:
+        self.sh(log_name or job, [str(REPO / "spark-submit.sh"), job, "--set", f"storage.root={self.root}", *args])
+
+    def stage(self, dataset: str) -> None:
+        """logs/<dataset> -> events/<dataset>: parsed, validated and deduplicated once, as botify-daily does."""
+        self.spark_job("stage_events", "--run", self.run_id, "--input", f"logs/{dataset}", "--dataset", dataset,
+                       log_name=f"stage_events-{dataset}")
 
     def botify_dir(self, phase: str) -> Path:
         return self.workdir / "botify-logs" / phase
@@ -120,8 +127,10 @@ class Demo:
         try:
             self.step("generate world", self.generate_world)
             self.training_traffic()
+            self.step("stage_events (train)", lambda: self.stage("train"))
             self.step("extract_interactions", lambda: self.spark_job(
-                "extract_interactions", "--run", self.run_id, "--set", f"extract.threshold={a.label_threshold}"))
+                "extract_interactions", "--run", self.run_id, "--input", "events/train",
+                "--set", f"extract.threshold={a.label_threshold}"))
             profile = ["--model-profile", a.model_profile] if a.model_profile else []
             self.step("train_multidae", lambda: self.spark_job(
                 "train_multidae", "--version", self.run_id, "--epochs", str(a.epochs), "--num-processes", "2", *profile))
@@ -133,9 +142,11 @@ class Demo:
             self.step(f"simulate {a.ab_sessions} A/B sessions", lambda: self.simulate("sim-ab", a.ab_sessions, 31337))
             self.step("stop botify, upload A/B logs",
                       lambda: (self.stop_botify(), self.upload(a.experiment.lower(), "ab")))
-            cuped = ["--cuped", "--pre-input", "logs/train"] if a.cuped else []
+            self.step("stage_events (ab)", lambda: self.stage("ab"))
+            cuped = ["--cuped", "--pre-input", "events/train"] if a.cuped else []
             self.step("analyze_ab", lambda: self.spark_job(
-                "analyze_ab", "--experiment", a.experiment, "--control", "C", "--run", self.run_id, *cuped))
+                "analyze_ab", "--experiment", a.experiment, "--control", "C", "--input", "events/ab",
+                "--run", self.run_id, *cuped))
         finally:
             self.stop_botify()
             self.redis.stop()

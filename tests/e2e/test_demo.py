@@ -100,6 +100,35 @@ def test_treatment_requests_were_answered_from_ranked_lists(demo):
     assert c_hits / c_total < 0.5, by_arm
 
 
+def count_lines(paths):
+    return sum(1 for path in paths for line in open(path) if line.strip())
+
+
+def staged_events(dataset_dir):
+    """(events, duplicates) stage_events recorded in ``_STAGED.json``; fails if the dataset was never staged."""
+    dates = json.loads((dataset_dir / "_STAGED.json").read_text())["dates"]
+    assert dates and all((dataset_dir / f"date={d}").is_dir() for d in dates)
+    return sum(d["events"] for d in dates.values()), sum(d["duplicates"] for d in dates.values())
+
+
+def test_jobs_read_the_staged_events_not_the_json_logs(demo):
+    """Issue 18: the uploaded logs are parsed once by stage_events; extract_interactions and analyze_ab read
+    events/<dataset> (the demo going back to logs/<dataset> fails every assertion on the jobs' manifests)."""
+    workdir, _ = demo
+    root = workdir / "warehouse"
+    for dataset in ("train", "ab"):
+        events, duplicates = staged_events(root / "events" / dataset)
+        assert events + duplicates == count_lines(sorted((root / "logs" / dataset).glob("*.jsonl")))
+    extract = json.loads((root / "interactions" / "demo" / "_MANIFEST.json").read_text())
+    assert extract["staged"] is True and extract["input"].endswith("/events/train"), extract
+    assert extract["events"] == staged_events(root / "events" / "train")[0]
+    ab = json.loads((root / "ab" / "AB" / "demo" / "_MANIFEST.json").read_text())
+    assert ab["input"].endswith("/events/ab"), ab
+    assert "staged events" in (workdir / "logs" / "analyze_ab.log").read_text()
+    timings = json.loads((workdir / "timings.json").read_text())
+    assert {"stage_events (train)", "stage_events (ab)"} <= set(timings)
+
+
 def test_everything_started_is_gone(demo):
     workdir, _ = demo
     services = json.loads((workdir / "services.json").read_text())
@@ -110,10 +139,11 @@ def test_everything_started_is_gone(demo):
 
 def test_fast_training_traffic_feeds_the_same_loop(tmp_path):
     """--train-traffic fast (the seed scale's path): the training logs come from simulate_logs, no botify
-    BASELINE phase runs, and the loop still ends in an A/B report."""
+    BASELINE phase runs, stage_events stages them like botify's, and the loop still ends in an A/B report
+    (with CUPED, whose pre-period is the staged training traffic)."""
     workdir = tmp_path / "run"
     result = subprocess.run([str(REPO / ".venv" / "bin" / "botify-demo"), "--scale", "small", "--workdir", str(workdir),
-                             "--train-traffic", "fast", "--ab-sessions", "300"],
+                             "--train-traffic", "fast", "--ab-sessions", "300", "--cuped"],
                             capture_output=True, text=True, timeout=1800, stdin=subprocess.DEVNULL)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     train = workdir / "warehouse" / "logs" / "train"
@@ -124,4 +154,7 @@ def test_fast_training_traffic_feeds_the_same_loop(tmp_path):
     assert not (workdir / "botify-logs" / "baseline").exists()
     timings = json.loads((workdir / "timings.json").read_text())
     assert "start botify (BASELINE)" not in timings and "extract_interactions" in timings
+    assert staged_events(workdir / "warehouse" / "events" / "train") == (manifest["events"], 0)
+    ab = json.loads((workdir / "warehouse" / "ab" / "AB" / "demo" / "_MANIFEST.json").read_text())
+    assert ab["input"].endswith("/events/ab") and ab["cuped"]["pre_input"].endswith("/events/train"), ab
     assert "| T1 | mean_session_time |" in (workdir / "warehouse" / "ab" / "AB" / "demo" / "report.md").read_text()
