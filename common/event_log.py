@@ -255,8 +255,8 @@ def load_staged(spark: SparkSession, storage: Storage, uri: str, quarantine_uri:
 
 def _set_aside_unknown_tracks(loaded: LoadedEvents, storage: Storage, uri: str, quarantine_uri: str,
                               catalog_tracks: DataFrame) -> LoadedEvents:
+    # Not cached: Parquet is re-read by the columns each use needs (this count reads only ``track``).
     marked = mark_unknown_tracks(loaded.events.withColumn("reason", F.lit(None).cast("string")), catalog_tracks)
-    marked = marked.persist()
     unknown = marked.where(F.col("reason").isNotNull())
     count = unknown.count()
     if count:
@@ -268,7 +268,7 @@ def _set_aside_unknown_tracks(loaded: LoadedEvents, storage: Storage, uri: str, 
     else:
         quarantine = loaded.quarantine
     return LoadedEvents(events=marked.where(F.col("reason").isNull()).select(*EVENT_FIELDS), lines=loaded.lines,
-                        malformed=loaded.malformed, unknown_tracks=count, quarantine=quarantine, cached=marked,
+                        malformed=loaded.malformed, unknown_tracks=count, quarantine=quarantine,
                         duplicates=loaded.duplicates)
 
 

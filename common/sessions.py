@@ -18,17 +18,21 @@ same user to start a new session within that millisecond: rare for the
 simulators (``sim/run.py`` draws a random user for each session), and not
 something a person does. Sorting ``next`` first keeps the common case right; sorting
 ``last`` first would move every such final track into the following session.
-Remaining ties go by track, time, latency, recommendation and experiments,
-so the order, and everything computed from it, does not depend on the input
-order.
+Remaining ties go by track, time and latency. Events still tied after that
+are of one kind (all ``next`` or all ``last``) and differ at most in
+recommendation and experiments: swapping them moves no session boundary, no
+session's length, time, latency or start, and no (user, track)'s session
+starts, so everything computed from the order is the same whatever order the
+engine leaves them in. Sorting by the experiments map too would cost a sorted
+array of its entries per event carried through the shuffle, for nothing.
 
 **Duplicates.** An event logged twice (a log uploaded twice) is an exact
 copy: every field equal, recommendation, latency and experiments included.
 Only such copies are dropped; two requests in the same millisecond that got
-different recommendations are two events. Identical events are adjacent in
-the order above, so they are found by comparing each event with the one
-before it: the window shares its partitioning by user with the session
-window, one shuffle for both.
+different recommendations are two events. Copies are found by comparing each
+event with the one before it in the order above extended by recommendation
+and experiments, where identical events are adjacent; the window shares its
+partitioning by user with the session window, one shuffle for both.
 """
 from __future__ import annotations
 
@@ -52,6 +56,11 @@ def _experiments() -> Column:
 
 def user_order() -> WindowSpec:
     """Each user's events in the one order (see the module docstring)."""
+    return Window.partitionBy("user").orderBy("timestamp", _is_last(), "track", "time", "latency")
+
+
+def _copy_order() -> WindowSpec:
+    """The order with every field as a key, so that identical events are adjacent."""
     return Window.partitionBy("user").orderBy(
         "timestamp", _is_last(), "track", "time", "latency", "recommendation", _experiments()
     )
@@ -59,7 +68,7 @@ def user_order() -> WindowSpec:
 
 def drop_duplicate_events(events: DataFrame) -> DataFrame:
     """Drop exact copies of an event (every field equal); keep everything else."""
-    order = user_order()
+    order = _copy_order()
     previous = [F.lag(c).over(order).eqNullSafe(F.col(c)) for c in _SCALARS]
     previous.append(F.lag(_experiments()).over(order).eqNullSafe(_experiments()))
     copy = reduce(lambda a, b: a & b, previous)

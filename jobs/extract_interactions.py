@@ -132,11 +132,14 @@ def run(spark: SparkSession, config: dict, input_uri: str, run_id: str, catalog_
                             float(settings["max_error_ratio"]), catalog)
     dedupe = settings.get("dedupe", True) and not loaded.deduplicated  # staged events are deduplicated already
     events = sessions.drop_duplicate_events(loaded.events) if dedupe else loaded.events
-    if dedupe or loaded.cached is None:  # else the events are a filter of what load cached: no second copy
+    # Only deduplicated raw logs are worth a copy: staged Parquet is re-read by the few columns each use needs,
+    # and raw logs are a filter of what load cached.
+    if dedupe:
         events = events.persist()
     event_count = events.count()
 
-    interactions = aggregate_interactions(events, threshold)
+    # Read three times (user index, tables, counts): the per-user window runs once.
+    interactions = aggregate_interactions(events, threshold).persist()
     users = dense_index(interactions, "user", "user_idx")
     tracks = track_index(catalog, interactions)
     top = top_tracks(events, threshold, int(settings["top_tracks"]))
@@ -152,6 +155,7 @@ def run(spark: SparkSession, config: dict, input_uri: str, run_id: str, catalog_
     write_pointer(storage, join(root, "interactions", "LATEST"), run_id)
     loaded.release()
     events.unpersist()
+    interactions.unpersist()
     log.info("interactions %s: %d rows, %d users, %d positives", final, manifest["row_count"], manifest["users"], manifest["positives"])
     return manifest
 
