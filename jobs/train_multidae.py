@@ -26,6 +26,7 @@ import datetime as dt
 import io
 import json
 import logging
+import time
 from dataclasses import dataclass
 from typing import Dict, Optional, Sequence
 
@@ -128,21 +129,26 @@ def train(spark: SparkSession, config: Dict, version: str, data: Prepared) -> Di
     dist_cfg, knobs = settings["distributor"], Knobs.from_settings(settings)
     processes = int(dist_cfg["num_processes"])
     spark.conf.set(SparkDatasetConverter.PARENT_CACHE_DIR_URL_CONF, resolve(config, settings["petastorm"]["cache_dir"]))
+    started = time.perf_counter()
     converter = make_spark_converter(data.train_items)
+    log.info("petastorm: %d training rows materialised to Parquet in %.1fs", data.n_train, time.perf_counter() - started)
     work_uri = join(resolve(config, "models/multidae/_work"), version)
     spec = training.TrainingSpec(
         converter=converter, width=data.width, n_items=len(data.index), knobs=knobs,
         steps_per_epoch=training.steps_per_epoch(data.n_train, knobs.batch_size, processes),
         validation=data.validation, work_uri=work_uri, use_gpu=bool(dist_cfg["use_gpu"]),
         threads_per_process=int(settings["threads_per_process"]), reader_workers=int(settings["petastorm"]["workers_count"]),
-        shuffle_buffer=int(settings["petastorm"]["shuffle_buffer"]), eval_batch_size=int(settings["eval_batch_size"]))
+        shuffle_buffer=int(settings["petastorm"]["shuffle_buffer"]), eval_batch_size=int(settings["eval_batch_size"]),
+        launched_at=time.time())
     log.info("training version %s (%s) with %d process(es), local_mode=%s, use_gpu=%s (re-run with --version %s to resume)",
              version, knobs, processes, dist_cfg["local_mode"], dist_cfg["use_gpu"], version)
+    started = time.perf_counter()
     try:
         with training.ship_by_value():
             result = TorchDistributor(num_processes=processes, local_mode=bool(dist_cfg["local_mode"]),
                                       use_gpu=bool(dist_cfg["use_gpu"])).run(training.train_rank, spec)
     finally:
+        log.info("TorchDistributor ran the ranks for %.1fs", time.perf_counter() - started)
         converter.delete()
         data.train_items.unpersist()
     storage = HadoopStorage(spark)
@@ -197,9 +203,15 @@ def publish(spark: SparkSession, config: Dict, version: str, data: Prepared, tra
 
 def run(spark: SparkSession, config: Dict, version: str, interactions_run: Optional[str] = None) -> Dict:
     storage = HadoopStorage(spark)
+    started = time.perf_counter()
     data = prepare(spark, storage, config, interactions_run)
+    log.info("split and held-out users prepared in %.1fs", time.perf_counter() - started)
     try:
-        return publish(spark, config, version, data, train(spark, config, version, data))
+        trained = train(spark, config, version, data)
+        started = time.perf_counter()
+        metrics = publish(spark, config, version, data, trained)
+        log.info("published in %.1fs", time.perf_counter() - started)
+        return metrics
     finally:
         data.heldout.unpersist()
 
@@ -240,7 +252,9 @@ def main(argv: Sequence[str] = ()) -> int:
         overrides.append(f"multidae.distributor.use_gpu={args.use_gpu}")
     config = load_training_config(args.config, overrides)
     version = args.version or dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    started = time.perf_counter()
     spark = get_session("train_multidae", args.profile)
+    log.info("Spark session in %.1fs", time.perf_counter() - started)
     metrics = run(spark, config, version, args.interactions)
     print(json.dumps(summary_line(metrics)))
     return 0
