@@ -340,11 +340,20 @@ def check_names(settings: dict, experiment: str) -> str:
 
 
 def count_sessions(sessions: DataFrame) -> dict:
-    """(status, complete) -> sessions, events, users and p99 session time, in one pass."""
+    """(status, complete) -> sessions, events, users and p99 session time, in one pass.
+
+    A user's sessions share a status, the complete ones are numbered 0, 1, ...
+    and only the last one can be incomplete, so the users of a group are its
+    sessions that are the user's first there: session 0 if complete, else the
+    one trailing session. Counting those instead of distinct users keeps the
+    aggregation keyed by the group alone (a distinct count would first group
+    by user, with a percentile sketch per user).
+    """
+    users = F.count(F.when((F.col("session") == 0) | ~F.col("complete"), 1)).alias("users")
     return {
         (r["status"], r["complete"]): r
         for r in sessions.groupBy("status", "complete")
-        .agg(F.count(F.lit(1)).alias("sessions"), F.sum("length").alias("events"), F.countDistinct("user").alias("users"),
+        .agg(F.count(F.lit(1)).alias("sessions"), F.sum("length").alias("events"), users,
              F.percentile_approx("time", 0.99).alias("p99"))
         .collect()
     }

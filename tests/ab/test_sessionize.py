@@ -101,6 +101,20 @@ def test_next_before_last_at_the_same_timestamp(sessions):
     assert sessions[(12, 0)]["length"] == 2 and sessions[(12, 0)]["complete"]
 
 
+def test_session_counts_count_each_user_once_per_group(sessions_df, sessions):
+    # Users 1, 2, 7 have complete and trailing sessions, 8 only a trailing one, 22-24 are excluded.
+    groups = {}
+    for s in sessions.values():
+        g = groups.setdefault((s["status"], s["complete"]), {"sessions": 0, "events": 0, "users": set()})
+        g["sessions"] += 1
+        g["events"] += s["length"]
+        g["users"].add(s["user"])
+    counts = analyze_ab.count_sessions(sessions_df)
+    assert {k: (r["sessions"], r["events"], r["users"]) for k, r in counts.items()} == \
+        {k: (g["sessions"], g["events"], len(g["users"])) for k, g in groups.items()}
+    assert ("ok", False) in counts and counts[("ok", True)]["users"] < counts[("ok", True)]["sessions"]
+
+
 def test_treatment_status(sessions, metrics):
     assert (sessions[(21, 0)]["status"], sessions[(21, 0)]["treatment"], sessions[(21, 0)]["length"]) == ("ok", "T1", 2)
     assert (sessions[(22, 0)]["status"], sessions[(22, 0)]["treatment"]) == ("no_treatment", None)
