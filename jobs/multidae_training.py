@@ -86,7 +86,7 @@ class TrainingSpec:
     reader_workers: int = 2
     shuffle_buffer: int = 2000
     eval_batch_size: int = 256
-    launched_at: float = 0.0  # the driver's time.time() when it started the ranks: each rank logs its start-up
+    launched_at: float = 0.0  # the driver's time.time() as it started the ranks (each rank logs its start-up from it)
 
 
 # ---- the per-rank function ------------------------------------------------------------------
@@ -159,8 +159,8 @@ def _end_epoch(spec: TrainingSpec, model: MultiDAE, optimizer, state: Dict, best
     # An improved epoch's weights are the best ones: the same tensors twice are saved once
     # (at 50,000 items a 965 MB checkpoint becomes 724 MB: 5.2 s -> 3.1 s per epoch on the loaded 2 cores).
     checkpoint = {"epoch": record["epoch"], "step": state["step"], "model_config": model.config.to_dict(),
-                  "model": best.weights if improved else cpu_weights(model), "optimizer": optimizer.state_dict(), "history": state["history"],
-                  "best": best.to_state()}
+                  "model": best.weights if improved else cpu_weights(model), "optimizer": optimizer.state_dict(),
+                  "history": state["history"], "best": best.to_state()}
     validated = time.perf_counter()
     FsspecStorage().write_atomically(join(spec.work_uri, LAST_CHECKPOINT), to_bytes(checkpoint))
     log.info("epoch %d: %.1fs validation, %.1fs checkpoint", record["epoch"], validated - started,
