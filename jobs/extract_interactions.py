@@ -136,7 +136,6 @@ def run(spark: SparkSession, config: dict, input_uri: str, run_id: str, catalog_
     # and raw logs are a filter of what load cached.
     if dedupe:
         events = events.persist()
-    event_count = events.count()
 
     # Read three times (user index, tables, counts): the per-user window runs once.
     interactions = aggregate_interactions(events, threshold).persist()
@@ -146,12 +145,11 @@ def run(spark: SparkSession, config: dict, input_uri: str, run_id: str, catalog_
     facts = {
         "job": "extract_interactions", "run": run_id, "input": input_uri, "catalog": catalog_uri,
         "threshold": threshold, "lines": loaded.lines, "malformed": loaded.malformed,
-        "unknown_tracks": loaded.unknown_tracks, "quarantine": loaded.quarantine,
-        "duplicates_dropped": loaded.valid_lines - event_count, "events": event_count,
-        "staged": loaded.deduplicated,
+        "unknown_tracks": loaded.unknown_tracks, "quarantine": loaded.quarantine, "staged": loaded.deduplicated,
     }
     final = join(root, "interactions", run_id)
-    manifest = publish(spark, storage, final, with_indices(interactions, users, tracks), users, tracks, top, facts)
+    manifest = publish(spark, storage, final, with_indices(interactions, users, tracks), users, tracks, top, facts,
+                       loaded.valid_lines)
     write_pointer(storage, join(root, "interactions", "LATEST"), run_id)
     loaded.release()
     events.unpersist()
@@ -161,8 +159,12 @@ def run(spark: SparkSession, config: dict, input_uri: str, run_id: str, catalog_
 
 
 def publish(spark: SparkSession, storage: HadoopStorage, final: str, indexed: DataFrame, users: DataFrame,
-            tracks: DataFrame, top: list, facts: dict) -> dict:
-    """Write the run's tables, top tracks and manifest (counts read back from what was written) at once."""
+            tracks: DataFrame, top: list, facts: dict, valid_lines: int) -> dict:
+    """Write the run's tables, top tracks and manifest (counts read back from what was written) at once.
+
+    The events are the plays summed over what was written (every event is one play of one row), so
+    no pass over the events counts them.
+    """
     top_json = json.dumps(top).encode()
     with atomic_output(storage, final) as tmp:
         indexed.write.mode("overwrite").parquet(join(tmp, "interactions"))
@@ -174,9 +176,13 @@ def publish(spark: SparkSession, storage: HadoopStorage, final: str, indexed: Da
             F.sum("label").alias("positives"),
             F.sum("starts").alias("session_starts"),
             F.countDistinct("user").alias("users"),
+            F.sum("plays").alias("events"),
         ).first()
+        events = int(stats["events"] or 0)
         return write_manifest(storage, tmp, {
             **facts,
+            "events": events,
+            "duplicates_dropped": valid_lines - events,
             "row_count": int(stats["rows"]),
             "positives": int(stats["positives"] or 0),
             "session_starts": int(stats["session_starts"] or 0),
