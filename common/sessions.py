@@ -54,16 +54,21 @@ def _experiments() -> Column:
     return F.array_sort(F.map_entries("experiments"))
 
 
+def _order_keys() -> list:
+    # ``next`` before ``last``: the two messages there are, in descending order. A plain column, not a
+    # computed flag, so the session window sees its order as a prefix of the duplicate check's and
+    # reuses that sort (a computed key gets a new alias in each window, and a second sort).
+    return [F.col("timestamp"), F.col("message").desc(), "track", "time", "latency"]
+
+
 def user_order() -> WindowSpec:
     """Each user's events in the one order (see the module docstring)."""
-    return Window.partitionBy("user").orderBy("timestamp", _is_last(), "track", "time", "latency")
+    return Window.partitionBy("user").orderBy(*_order_keys())
 
 
 def _copy_order() -> WindowSpec:
     """The order with every field as a key, so that identical events are adjacent."""
-    return Window.partitionBy("user").orderBy(
-        "timestamp", _is_last(), "track", "time", "latency", "recommendation", _experiments()
-    )
+    return Window.partitionBy("user").orderBy(*_order_keys(), "recommendation", _experiments())
 
 
 def drop_duplicate_events(events: DataFrame) -> DataFrame:
