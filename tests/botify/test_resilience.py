@@ -143,7 +143,9 @@ def test_memory_bound_evicts_session_history_never_the_served_namespace(world, t
             ns = store.active()
             namespace_keys = sorted(client.keys(f"botify:ns:{ns}:*"))
             # Far more per-user history (TTL keys, as Ranked writes them) than the bound holds.
-            for start in range(0, 40_000, 4000):
+            # Other users than the one asked below: whether LRU evicts a given key is chance, and a
+            # surviving history would (rightly) skip the tracks already heard.
+            for start in range(1000, 41_000, 4000):
                 pipe = client.pipeline(transaction=False)
                 for user in range(start, start + 4000):
                     pipe.sadd(store.history_key(user), *range(20))
