@@ -64,7 +64,7 @@ TRAINING_PIECES = {
     "petastorm": r"materialised to Parquet in ([\d.]+)s",
     "rank launch": r"start-up: ([\d.]+)s from launch",
     "model+loader": r"joining the process group, ([\d.]+)s model and data loader",
-    "ranks in all": r"TorchDistributor ran the ranks for ([\d.]+)s",
+    "ranks in all": r"TorchDistributor ran the ranks in ([\d.]+)s",
     "publish": r"published in ([\d.]+)s",
 }
 

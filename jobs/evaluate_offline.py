@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -43,6 +42,7 @@ from common.heldout_split import build_split, collect_heldout
 from common.interactions_run import interactions_dir
 from common.paths import resolve
 from common.spark import add_job_arguments, get_session
+from common.stopwatch import logged_time
 from common.storage import HadoopStorage, atomic_output, join
 
 log = logging.getLogger(__name__)
@@ -197,12 +197,12 @@ def run(spark: SparkSession, config: Dict, model_version: Optional[str] = None, 
     notes: Dict[str, str] = {}
     described: Dict[str, str] = {"TopPop": "training-row popularity"}
     results["TopPop"] = evaluate_heldout(toppop_scorer(X), users, batch)
-    started = time.perf_counter()
-    als, chosen, sweep = als_tuned(train, n_items, settings["als"], validation, users["user_idx"], batch)
+    with logged_time(log, "ALS sweep"):
+        als, chosen, sweep = als_tuned(train, n_items, settings["als"], validation, users["user_idx"], batch)
     results["ALS"] = evaluate_heldout(als, users, batch)
     described["ALS"] = f"implicit, rank {chosen['rank']}, regParam {chosen['reg_param']}, alpha {chosen['alpha']} " \
                        f"(best of {len(sweep)} fits on validation users)"
-    log.info("ALS: %s (%.1fs for the sweep)", results["ALS"], time.perf_counter() - started)
+    log.info("ALS: %s", results["ALS"])
     ease = ease_scorer(X, float(settings["ease"]["lambda"]), int(settings["ease"]["max_items"]))
     if ease is None:
         notes["EASE"] = f"skipped: more than evaluate.ease.max_items={settings['ease']['max_items']} items with a training positive"

@@ -43,6 +43,7 @@ from common.manifest import sha256, write_manifest
 from common.model import MultiDAE
 from common.paths import resolve
 from common.spark import add_job_arguments, get_session
+from common.stopwatch import logged_time
 from common.storage import HadoopStorage, atomic_output, join, write_pointer
 from common.training import Knobs, load_training_config, with_profile
 from jobs import multidae_training as training
@@ -129,9 +130,8 @@ def train(spark: SparkSession, config: Dict, version: str, data: Prepared) -> Di
     dist_cfg, knobs = settings["distributor"], Knobs.from_settings(settings)
     processes = int(dist_cfg["num_processes"])
     spark.conf.set(SparkDatasetConverter.PARENT_CACHE_DIR_URL_CONF, resolve(config, settings["petastorm"]["cache_dir"]))
-    started = time.perf_counter()
-    converter = make_spark_converter(data.train_items)
-    log.info("petastorm: %d training rows materialised to Parquet in %.1fs", data.n_train, time.perf_counter() - started)
+    with logged_time(log, "petastorm: %d training rows materialised to Parquet", data.n_train):
+        converter = make_spark_converter(data.train_items)
     work_uri = join(resolve(config, "models/multidae/_work"), version)
     spec = training.TrainingSpec(
         converter=converter, width=data.width, n_items=len(data.index), knobs=knobs,
@@ -142,13 +142,11 @@ def train(spark: SparkSession, config: Dict, version: str, data: Prepared) -> Di
         launched_at=time.time())
     log.info("training version %s (%s) with %d process(es), local_mode=%s, use_gpu=%s (re-run with --version %s to resume)",
              version, knobs, processes, dist_cfg["local_mode"], dist_cfg["use_gpu"], version)
-    started = time.perf_counter()
     try:
-        with training.ship_by_value():
+        with training.ship_by_value(), logged_time(log, "TorchDistributor ran the ranks"):
             result = TorchDistributor(num_processes=processes, local_mode=bool(dist_cfg["local_mode"]),
                                       use_gpu=bool(dist_cfg["use_gpu"])).run(training.train_rank, spec)
     finally:
-        log.info("TorchDistributor ran the ranks for %.1fs", time.perf_counter() - started)
         converter.delete()
         data.train_items.unpersist()
     storage = HadoopStorage(spark)
@@ -203,15 +201,12 @@ def publish(spark: SparkSession, config: Dict, version: str, data: Prepared, tra
 
 def run(spark: SparkSession, config: Dict, version: str, interactions_run: Optional[str] = None) -> Dict:
     storage = HadoopStorage(spark)
-    started = time.perf_counter()
-    data = prepare(spark, storage, config, interactions_run)
-    log.info("split and held-out users prepared in %.1fs", time.perf_counter() - started)
+    with logged_time(log, "split and held-out users prepared"):
+        data = prepare(spark, storage, config, interactions_run)
     try:
         trained = train(spark, config, version, data)
-        started = time.perf_counter()
-        metrics = publish(spark, config, version, data, trained)
-        log.info("published in %.1fs", time.perf_counter() - started)
-        return metrics
+        with logged_time(log, "published"):
+            return publish(spark, config, version, data, trained)
     finally:
         data.heldout.unpersist()
 
@@ -252,9 +247,8 @@ def main(argv: Sequence[str] = ()) -> int:
         overrides.append(f"multidae.distributor.use_gpu={args.use_gpu}")
     config = load_training_config(args.config, overrides)
     version = args.version or dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    started = time.perf_counter()
-    spark = get_session("train_multidae", args.profile)
-    log.info("Spark session in %.1fs", time.perf_counter() - started)
+    with logged_time(log, "Spark session"):
+        spark = get_session("train_multidae", args.profile)
     metrics = run(spark, config, version, args.interactions)
     print(json.dumps(summary_line(metrics)))
     return 0
