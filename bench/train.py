@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/train.py [--events 13000000 --users 10000 --tracks 50000]
     .venv/bin/python bench/train.py --root /path/to/warehouse   # reuse its interactions/LATEST
+    .venv/bin/python bench/train.py --set 'evaluate.als.grid={rank: [128], reg_param: [0.01], alpha: [10.0]}'
 
 The data are the simulator's own sessions (``sim.bulk_logs``: users answering
 the StickyArtist policy in the generated world, the seed's volume by default)
@@ -41,25 +42,25 @@ def simulate(base: str, events: int, users: int, tracks: int) -> tuple:
     return logs, catalog
 
 
-def extract(spark, root: str, logs: str, catalog: str) -> None:
+def extract(spark, root: str, logs: str, catalog: str, overrides: list) -> None:
     from jobs import extract_interactions
 
-    config = load_training_config("pipeline.yml", [f"storage.root={root}"])
+    config = load_training_config("pipeline.yml", [f"storage.root={root}", *overrides])
     extract_interactions.run(spark, config, "file://" + logs, "bench", "file://" + catalog)
 
 
-def train(spark, root: str, profile: str) -> dict:
+def train(spark, root: str, profile: str, overrides: list) -> dict:
     from jobs import train_multidae
 
     chosen = [f"multidae.profile={profile}"] if profile != "tuned" else []
-    config = load_training_config("pipeline.yml", [f"storage.root={root}", *chosen])
+    config = load_training_config("pipeline.yml", [f"storage.root={root}", *overrides, *chosen])
     metrics = train_multidae.run(spark, config, f"bench-{profile}")
     seconds = [e["epoch_seconds"] for e in metrics["epochs"]]
     return {"s_per_epoch": float(np.mean(seconds[1:] if len(seconds) > 1 else seconds)), "epochs": len(seconds),
             "best_epoch": metrics["best_epoch"]["epoch"], "ndcg": metrics["test"]["ndcg@100"], "knobs": metrics["knobs"]}
 
 
-def als(spark, root: str) -> dict:
+def als(spark, root: str, overrides: list) -> dict:
     """evaluate_offline's ALS sweep on the split the MultiDAE runs used; test NDCG@100 of the chosen fit."""
     from common.evaluation import evaluate_heldout
     from common.heldout_split import build_split, collect_heldout
@@ -67,7 +68,7 @@ def als(spark, root: str) -> dict:
     from common.storage import HadoopStorage, join
     from jobs.evaluate_offline import als_tuned
 
-    config = load_training_config("pipeline.yml", [f"storage.root={root}"])
+    config = load_training_config("pipeline.yml", [f"storage.root={root}", *overrides])
     settings = config["multidae"]
     _, run_uri = interactions_dir(HadoopStorage(spark), config, settings["interactions_run"])
     train_rows, heldout = build_split(spark.read.parquet(join(run_uri, "interactions")), settings["split"],
@@ -86,6 +87,8 @@ def main(argv=None) -> int:
     parser.add_argument("--events", type=int, default=13_000_000, help="simulated events (the seed's volume: ~13M)")
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--tracks", type=int, default=50_000)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="conf/pipeline.yml override for every step (e.g. a smaller evaluate.als.grid)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     from common.spark import get_session
@@ -96,11 +99,12 @@ def main(argv=None) -> int:
     if root is None:
         base = tempfile.mkdtemp(prefix="bench-train-")
         root = os.path.join(base, "warehouse")
-        extract(spark, root, *simulate(base, args.events, args.users, args.tracks))
+        extract(spark, root, *simulate(base, args.events, args.users, args.tracks), args.overrides)
         data = f"{args.events} simulated events, {args.users} users x {args.tracks} tracks"
     else:
         data = f"interactions/LATEST of {root}"
-    seed, tuned, baseline = train(spark, root, "seed"), train(spark, root, "tuned"), als(spark, root)
+    seed, tuned = train(spark, root, "seed", args.overrides), train(spark, root, "tuned", args.overrides)
+    baseline = als(spark, root, args.overrides)
     spark.stop()
     knobs = tuned["knobs"]
     print(f"bench/train: {data}, {os.cpu_count()} cores, test users | "
