@@ -8,8 +8,11 @@ errors and non-200 answers; then the baselines take the same load. botify and
 its development server serve the AB experiment (StickyArtist / Ranked) from
 the same real Redis and artifacts. Prints one line: req/s, p50, p99, errors and CPU
 milliseconds per answered request (the server's processes + Redis: the figure a
-busy machine distorts least) per concurrency for each server, the req/s ratio
-to each baseline, and the load average (the machine is shared).
+busy machine distorts least; then the load generator's, which shares the cores)
+per concurrency for each server, the req/s ratio to each baseline, and the load
+average (the machine is shared). With several worker processes, ``conns`` is how
+the open connections were shared between them halfway through the level: the
+workers get the same CPU, so a fuller worker's connections wait longer.
 
     .venv/bin/python bench/botify.py [--duration 30] [--concurrency 1,8,64] [--set server.workers=2 ...]
         [--course DIR [--course-python PY]]
@@ -27,6 +30,7 @@ import http.client
 import json
 import os
 import random
+import resource
 import shutil
 import signal
 import socket
@@ -153,15 +157,51 @@ def tree_cpu_s(pid: int) -> float:
     return sum(cpu.get(p, 0.0) for p in tree)
 
 
+def children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def connections_per_worker(server_pid: int, port: int) -> list:
+    """Established connections to ``port`` held by each child process of ``server_pid``, largest first."""
+    established = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as fh:
+                rows = [line.split() for line in fh.readlines()[1:]]
+        except OSError:
+            continue
+        established |= {row[9] for row in rows if row[3] == "01" and int(row[1].rsplit(":", 1)[1], 16) == port}
+    counts = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                if not entry.isdigit() or int(fh.read().rsplit(")", 1)[1].split()[1]) != server_pid:
+                    continue
+            fds = os.listdir(f"/proc/{entry}/fd")
+            inodes = {os.readlink(f"/proc/{entry}/fd/{fd}")[8:-1] for fd in fds}
+        except OSError:
+            continue
+        counts.append(len(inodes & established))
+    return sorted((c for c in counts if c), reverse=True)
+
+
 def measured(load, proc_pid: int, redis_pid: int, *args) -> dict:
     """``load(*args)`` plus the server's and Redis' CPU time per answered request, which a busy machine
-    distorts far less than req/s."""
-    before = tree_cpu_s(proc_pid), tree_cpu_s(redis_pid)
+    distorts far less than req/s, the load generator's, and how the server's workers shared the connections
+    halfway through."""
+    port, duration = args[0], args[2]
+    share = []
+    sampler = threading.Timer(duration / 2, lambda: share.extend(connections_per_worker(proc_pid, port)))
+    sampler.start()
+    before = tree_cpu_s(proc_pid), tree_cpu_s(redis_pid), children_cpu_s()
     result = load(*args)
-    after = tree_cpu_s(proc_pid), tree_cpu_s(redis_pid)
-    answered = max(result["rps"] * args[2], 1)
+    after = tree_cpu_s(proc_pid), tree_cpu_s(redis_pid), children_cpu_s()
+    sampler.join()
+    answered = max(result["rps"] * duration, 1)
     return {**result, "cpu_ms": (after[0] - before[0]) * 1000 / answered,
-            "redis_cpu_ms": (after[1] - before[1]) * 1000 / answered}
+            "redis_cpu_ms": (after[1] - before[1]) * 1000 / answered,
+            "load_cpu_ms": (after[2] - before[2]) * 1000 / answered, "share": share}
 
 
 def start_server(argv: list, env: dict, port: int, log_path: Path, cwd: Path) -> subprocess.Popen:
@@ -197,8 +237,9 @@ def stop_server(proc: subprocess.Popen) -> None:
 
 
 def fmt(r: dict) -> str:
+    share = f" conns {'/'.join(map(str, r['share']))}" if len(r["share"]) > 1 else ""
     return (f"{r['rps']:,.0f} req/s p50 {r['p50']:.2f} ms p99 {r['p99']:.2f} ms err {r['errors']} "
-            f"cpu/req {r['cpu_ms']:.2f}+{r['redis_cpu_ms']:.2f} ms")
+            f"cpu/req {r['cpu_ms']:.2f}+{r['redis_cpu_ms']:.2f} ms (load generator {r['load_cpu_ms']:.2f}){share}")
 
 
 def redis_server_pid(url: str) -> int:

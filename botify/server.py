@@ -6,8 +6,7 @@ clients that are slow to send a request hold memory rather than one of a few wor
 (docs/failure-behaviour.md).
 
 Each worker listens on a socket of its own (``botify.listeners``), so the kernel spreads new connections
-over the workers; a keep-alive connection is closed after ``server.keepalive_requests`` requests, so the
-client reconnects and an uneven share (the kernel's pick is a hash, not a round robin) does not last.
+over the workers.
 """
 from __future__ import annotations
 
@@ -33,16 +32,6 @@ def _worker_exit(server, worker) -> None:
         service.close()
 
 
-def _close_after(requests_per_connection: int):
-    """gunicorn ``pre_request`` hook: answer the n-th request of a connection with ``Connection: close``."""
-
-    def pre_request(worker, req) -> None:
-        if req.req_number >= requests_per_connection:
-            req.must_close = True
-
-    return pre_request
-
-
 class GunicornServer(BaseApplication):
     """gunicorn driven from code, so workers get the already-merged config (file, env, --set)."""
 
@@ -60,7 +49,6 @@ class GunicornServer(BaseApplication):
             "timeout": int(s["timeout"]),
             "graceful_timeout": int(s["graceful_timeout"]),
             "keepalive": int(s["keepalive"]),
-            "pre_request": _close_after(int(s["keepalive_requests"])),
             "proc_name": "botify",
             "worker_exit": _worker_exit,
         }

@@ -157,7 +157,7 @@ def validate(config: dict) -> None:
             )
         for arm_name, treatment in treatments.items():
             _validate_arm(f"experiments.{name}.treatments.{arm_name}", treatment, sets)
-    for key in ("port", "workers", "threads", "max_body_bytes", "keepalive_requests"):
+    for key in ("port", "workers", "threads", "max_body_bytes"):
         value = config["server"][key]
         if not isinstance(value, int) or isinstance(value, bool) or value < (0 if key == "port" else 1):
             raise ConfigError(f"server.{key} must be a positive integer, got {value!r}")
