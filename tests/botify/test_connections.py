@@ -1,17 +1,21 @@
 """How `botify serve` shares connections between its workers: a listening socket per worker (the kernel
-spreads new connections over them), and the port still refused to a second server."""
+spreads new connections over them), a replaced worker listening too, and the port still refused to a second
+server."""
 import collections
 import http.client
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
 from tests.botify.served import botify_serve, serve_env
 
-pytestmark = pytest.mark.slow  # three `botify serve` processes (gunicorn, redis-server): ~10 s
+pytestmark = pytest.mark.slow  # four `botify serve` processes (gunicorn, redis-server): ~15 s
 
 
 def post_next(conn: http.client.HTTPConnection, user: int) -> http.client.HTTPResponse:
@@ -78,3 +82,41 @@ def test_a_second_server_on_the_same_port_is_refused_and_the_first_keeps_serving
     # every answer came from the first server's workers
     assert sum(lines_per_worker(tmp_path / "logs" / "botify").values()) == 20
     assert not (second_dir / "logs").exists() or sum(lines_per_worker(second_dir / "logs" / "botify").values()) == 0
+
+
+def worker_pids(arbiter_pid: int) -> set:
+    """gunicorn's workers: the children of `botify serve` other than its private redis-server."""
+    pids = set()
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                parent = int(fh.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                redis = b"redis-server" in fh.read()
+        except OSError:
+            continue
+        if parent == arbiter_pid and not redis:
+            pids.add(int(entry))
+    return pids
+
+
+def test_a_killed_worker_is_replaced_and_its_replacement_listens_too(world, tmp_path):
+    log_dir = tmp_path / "logs" / "botify"
+    with botify_serve(world, tmp_path, "--workers", "2") as (base, proc):
+        port = int(base.rsplit(":", 1)[1])
+        before = worker_pids(proc.pid)
+        assert len(before) == 2, before
+        victim = min(before)
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while len(worker_pids(proc.pid) - {victim}) < 2:
+            assert time.monotonic() < deadline, "gunicorn did not replace the killed worker"
+            time.sleep(0.1)
+        (replacement,) = worker_pids(proc.pid) - before
+        for user in range(200):  # fresh connections, until the replacement has answered some
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
+            post_next(conn, user)
+            conn.close()
+            if lines_per_worker(log_dir)[str(replacement)] >= 5:
+                break
+        assert lines_per_worker(log_dir)[str(replacement)] >= 5, lines_per_worker(log_dir)
