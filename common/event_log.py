@@ -227,13 +227,12 @@ def read_staged_manifest(storage: Storage, uri: str) -> dict:
     return json.loads(storage.read_text(join(uri, STAGED_MANIFEST)))
 
 
-def load_staged(spark: SparkSession, storage: Storage, uri: str, quarantine_uri: str,
-                catalog_tracks: Optional[DataFrame] = None) -> LoadedEvents:
+def load_staged(spark: SparkSession, storage: Storage, uri: str) -> LoadedEvents:
     """Staged events (already valid and deduplicated) with the counts staging recorded.
 
     Unknown tracks are the one check left: it depends on the catalog of the
-    job's run, so it happens here (the events quarantined as JSON, ``source``
-    naming the staged dataset).
+    job's run, so the job makes it (:func:`known_tracks_only`, then
+    :func:`quarantine_unknown_tracks` when fewer events came through than staging holds).
     """
     manifest = read_staged_manifest(storage, uri)
     dates, runs = manifest["dates"], manifest["runs"]
@@ -245,36 +244,33 @@ def load_staged(spark: SparkSession, storage: Storage, uri: str, quarantine_uri:
     duplicates = sum(int(d["duplicates"]) for d in dates.values())
     events = spark.read.schema(STAGED_SCHEMA).parquet(uri).select(*EVENT_FIELDS)
     quarantines = sorted(info["quarantine"] for info in runs.values() if info.get("quarantine"))
-    loaded = LoadedEvents(events=events, lines=staged + duplicates + sum(malformed.values()), malformed=malformed,
-                          unknown_tracks=0, quarantine=", ".join(quarantines) or None, duplicates=duplicates)
     log.info("staged events %s: %d events of %d dates, %d malformed lines at staging", uri, staged, len(dates),
              sum(malformed.values()))
-    return loaded if catalog_tracks is None else _set_aside_unknown_tracks(loaded, storage, uri, quarantine_uri,
-                                                                          catalog_tracks)
+    return LoadedEvents(events=events, lines=staged + duplicates + sum(malformed.values()), malformed=malformed,
+                        unknown_tracks=0, quarantine=", ".join(quarantines) or None, duplicates=duplicates)
 
 
-def _set_aside_unknown_tracks(loaded: LoadedEvents, storage: Storage, uri: str, quarantine_uri: str,
-                              catalog_tracks: DataFrame) -> LoadedEvents:
-    # Not cached: Parquet is re-read by the columns each use needs (this count reads only ``track``).
-    marked = mark_unknown_tracks(loaded.events.withColumn("reason", F.lit(None).cast("string")), catalog_tracks)
-    unknown = marked.where(F.col("reason").isNotNull())
-    count = unknown.count()
-    if count:
-        with atomic_output(storage, quarantine_uri) as tmp:
-            unknown.select("reason", F.lit(uri).alias("source"), F.to_json(F.struct(*EVENT_FIELDS)).alias("line")) \
-                .write.mode("overwrite").json(join(tmp, "lines"))
-        log.warning("quarantined %d events of unknown tracks -> %s", count, quarantine_uri)
-        quarantine = ", ".join(q for q in (loaded.quarantine, quarantine_uri) if q)
-    else:
-        quarantine = loaded.quarantine
-    return LoadedEvents(events=marked.where(F.col("reason").isNull()).select(*EVENT_FIELDS), lines=loaded.lines,
-                        malformed=loaded.malformed, unknown_tracks=count, quarantine=quarantine,
-                        duplicates=loaded.duplicates)
+def known_tracks_only(events: DataFrame, catalog_tracks: DataFrame) -> DataFrame:
+    """The events whose track the catalog holds: a broadcast semi-join, no pass of its own."""
+    return events.join(F.broadcast(catalog_tracks.select("track").distinct()), "track", "left_semi")
 
 
-def load(spark: SparkSession, storage: Storage, uri: str, quarantine_uri: str, max_error_ratio: float,
-         catalog_tracks: Optional[DataFrame] = None) -> LoadedEvents:
+def quarantine_unknown_tracks(storage: Storage, events: DataFrame, catalog_tracks: DataFrame, source: str,
+                              quarantine_uri: str) -> int:
+    """Write the events of tracks the catalog does not hold as ``unknown_track`` lines (``source``
+    naming where they were read); returns how many were written, counted from the written files."""
+    marked = mark_unknown_tracks(events.withColumn("reason", F.lit(None).cast("string")), catalog_tracks)
+    with atomic_output(storage, quarantine_uri) as tmp:
+        marked.where(F.col("reason").isNotNull()) \
+            .select("reason", F.lit(source).alias("source"), F.to_json(F.struct(*EVENT_FIELDS)).alias("line")) \
+            .write.mode("overwrite").json(join(tmp, "lines"))
+        count = events.sparkSession.read.schema("reason string").json(join(tmp, "lines")).count()
+    log.warning("quarantined %d events of unknown tracks -> %s", count, quarantine_uri)
+    return count
+
+
+def load(spark: SparkSession, storage: Storage, uri: str, quarantine_uri: str, max_error_ratio: float) -> LoadedEvents:
     """Staged events when ``uri`` is a staged dataset, else the raw logs through :func:`load_events`."""
     if is_staged(storage, uri):
-        return load_staged(spark, storage, uri, quarantine_uri, catalog_tracks)
-    return load_events(spark, storage, uri, quarantine_uri, max_error_ratio, catalog_tracks)
+        return load_staged(spark, storage, uri)
+    return load_events(spark, storage, uri, quarantine_uri, max_error_ratio)

@@ -23,9 +23,10 @@ asks for made-up tracks must not be able to stop the nightly run).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
@@ -59,7 +60,8 @@ def mark_session_starts(events: DataFrame) -> DataFrame:
 
 
 def aggregate_interactions(events: DataFrame, threshold: float) -> DataFrame:
-    """One row per (user, track): plays, total and max listening time, implicit label, session starts.
+    """One row per (user, track): plays, total and max listening time, implicit label, session starts,
+    and ``positive_plays`` (plays longer than the threshold: what :func:`top_tracks` ranks by; not published).
 
     ``label = max(time) > threshold``: strictly greater, so a listen of exactly
     the threshold is not a positive (the course notebook's ``time > 0.8``). ``starts``
@@ -75,6 +77,7 @@ def aggregate_interactions(events: DataFrame, threshold: float) -> DataFrame:
             F.sum("time").alias("total_time"),
             F.max("time").alias("max_time"),
             F.sum("start").cast("int").alias("starts"),
+            F.count(F.when(F.col("time") > F.lit(threshold), True)).alias("positive_plays"),
         )
         .withColumn("label", (F.col("max_time") > F.lit(threshold)).cast("int"))
     )
@@ -94,12 +97,13 @@ def track_index(catalog_tracks: Optional[DataFrame], interactions: DataFrame) ->
     return dense_index(source, "track", "track_idx")
 
 
-def top_tracks(events: DataFrame, threshold: float, n: int) -> list:
-    """The ``n`` tracks with most positive plays (time > threshold); ties by track id."""
+def top_tracks(interactions: DataFrame, n: int) -> list:
+    """The ``n`` tracks with most positive plays (summed over :func:`aggregate_interactions`' rows); ties by
+    track id. From the aggregate, not the events: a few million rows instead of a pass over every event."""
     rows = (
-        events.where(F.col("time") > F.lit(threshold))
-        .groupBy("track")
-        .count()
+        interactions.groupBy("track")
+        .agg(F.sum("positive_plays").alias("count"))
+        .where(F.col("count") > 0)
         .orderBy(F.desc("count"), F.asc("track"))
         .limit(n)
         .collect()
@@ -109,7 +113,7 @@ def top_tracks(events: DataFrame, threshold: float, n: int) -> list:
 
 def with_indices(interactions: DataFrame, users: DataFrame, tracks: DataFrame) -> DataFrame:
     return (
-        interactions.join(users, "user")
+        interactions.join(F.broadcast(users), "user")
         .join(F.broadcast(tracks), "track")
         .select("user", "track", "plays", "total_time", "max_time", "label", "starts", "user_idx", "track_idx")
     )
@@ -122,54 +126,80 @@ def read_catalog(spark: SparkSession, uri: str) -> DataFrame:
     return spark.read.schema(CATALOG_SCHEMA).json(uri).where(F.col("track").isNotNull())
 
 
+def load(spark: SparkSession, storage: HadoopStorage, input_uri: str, quarantine_uri: str, settings: dict,
+         catalog: Optional[DataFrame]) -> Tuple[event_log.LoadedEvents, DataFrame]:
+    """What was read, and the events to aggregate: staged ones of known tracks (a semi-join in the
+    aggregation's own scan), or raw logs parsed (unknown tracks quarantined there) and deduplicated."""
+    if event_log.is_staged(storage, input_uri):
+        loaded = event_log.load_staged(spark, storage, input_uri)
+        return loaded, loaded.events if catalog is None else event_log.known_tracks_only(loaded.events, catalog)
+    loaded = event_log.load_events(spark, storage, input_uri, quarantine_uri, float(settings["max_error_ratio"]), catalog)
+    dedupe = settings.get("dedupe", True)
+    return loaded, sessions.drop_duplicate_events(loaded.events) if dedupe else loaded.events
+
+
+def set_aside_unknown_tracks(storage: HadoopStorage, loaded: event_log.LoadedEvents, interactions: DataFrame,
+                             catalog: DataFrame, input_uri: str, quarantine_uri: str) -> event_log.LoadedEvents:
+    """Staged events the semi-join dropped are of unknown tracks: their number is what staging holds minus
+    the plays aggregated (no pass to count them); only when there are some are they read again and quarantined."""
+    staged = loaded.valid_lines - loaded.duplicates
+    aggregated = int(interactions.agg(F.sum("plays")).first()[0] or 0)
+    if aggregated == staged:
+        return loaded
+    count = event_log.quarantine_unknown_tracks(storage, loaded.events, catalog, input_uri, quarantine_uri)
+    if aggregated + count != staged:
+        raise RuntimeError(f"{input_uri}: {event_log.STAGED_MANIFEST} counts {staged} events, the dataset holds "
+                           f"{aggregated} of known tracks and {count} of unknown ones")
+    quarantine = ", ".join(q for q in (loaded.quarantine, quarantine_uri) if q)
+    return dataclasses.replace(loaded, unknown_tracks=count, quarantine=quarantine)
+
+
 def run(spark: SparkSession, config: dict, input_uri: str, run_id: str, catalog_uri: Optional[str]) -> dict:
     settings = config["extract"]
     threshold = float(settings["threshold"])
     root = resolve(config, "")
     storage = HadoopStorage(spark)
+    quarantine_uri = join(root, "quarantine", "extract_interactions", run_id)
     catalog = read_catalog(spark, catalog_uri).cache() if catalog_uri else None
-    loaded = event_log.load(spark, storage, input_uri, join(root, "quarantine", "extract_interactions", run_id),
-                            float(settings["max_error_ratio"]), catalog)
-    dedupe = settings.get("dedupe", True) and not loaded.deduplicated  # staged events are deduplicated already
-    events = sessions.drop_duplicate_events(loaded.events) if dedupe else loaded.events
-    # Only deduplicated raw logs are worth a copy: staged Parquet is re-read by the few columns each use needs,
-    # and raw logs are a filter of what load cached.
-    if dedupe:
-        events = events.persist()
-
-    # Read three times (user index, tables, counts): the per-user window runs once.
+    loaded, events = load(spark, storage, input_uri, quarantine_uri, settings, catalog)
+    # The events are read once, by the per-user window and aggregate; its cached result serves the unknown-track
+    # count, the user index, the top tracks and the table.
     interactions = aggregate_interactions(events, threshold).persist()
+    if loaded.deduplicated and catalog is not None:
+        loaded = set_aside_unknown_tracks(storage, loaded, interactions, catalog, input_uri, quarantine_uri)
     users = dense_index(interactions, "user", "user_idx")
     tracks = track_index(catalog, interactions)
-    top = top_tracks(events, threshold, int(settings["top_tracks"]))
+    top = top_tracks(interactions, int(settings["top_tracks"]))
     facts = {
         "job": "extract_interactions", "run": run_id, "input": input_uri, "catalog": catalog_uri,
         "threshold": threshold, "lines": loaded.lines, "malformed": loaded.malformed,
         "unknown_tracks": loaded.unknown_tracks, "quarantine": loaded.quarantine, "staged": loaded.deduplicated,
     }
     final = join(root, "interactions", run_id)
-    manifest = publish(spark, storage, final, with_indices(interactions, users, tracks), users, tracks, top, facts,
-                       loaded.valid_lines)
+    manifest = publish(spark, storage, final, interactions, users, tracks, top, facts, loaded.valid_lines)
     write_pointer(storage, join(root, "interactions", "LATEST"), run_id)
     loaded.release()
-    events.unpersist()
     interactions.unpersist()
+    if catalog is not None:
+        catalog.unpersist()
     log.info("interactions %s: %d rows, %d users, %d positives", final, manifest["row_count"], manifest["users"], manifest["positives"])
     return manifest
 
 
-def publish(spark: SparkSession, storage: HadoopStorage, final: str, indexed: DataFrame, users: DataFrame,
+def publish(spark: SparkSession, storage: HadoopStorage, final: str, interactions: DataFrame, users: DataFrame,
             tracks: DataFrame, top: list, facts: dict, valid_lines: int) -> dict:
     """Write the run's tables, top tracks and manifest (counts read back from what was written) at once.
 
-    The events are the plays summed over what was written (every event is one play of one row), so
-    no pass over the events counts them.
+    The index tables are written first and the interactions take their ids from them as written (small,
+    broadcast), so neither index is computed twice. The events are the plays summed over what was
+    written (every event is one play of one row), so no pass over the events counts them.
     """
     top_json = json.dumps(top).encode()
     with atomic_output(storage, final) as tmp:
-        indexed.write.mode("overwrite").parquet(join(tmp, "interactions"))
         users.write.mode("overwrite").parquet(join(tmp, "users"))
         tracks.write.mode("overwrite").parquet(join(tmp, "tracks"))
+        written_users, written_tracks = (spark.read.parquet(join(tmp, name)) for name in ("users", "tracks"))
+        with_indices(interactions, written_users, written_tracks).write.mode("overwrite").parquet(join(tmp, "interactions"))
         storage.write_bytes(join(tmp, "top_tracks.json"), top_json)
         stats = spark.read.parquet(join(tmp, "interactions")).agg(
             F.count(F.lit(1)).alias("rows"),
@@ -187,7 +217,7 @@ def publish(spark: SparkSession, storage: HadoopStorage, final: str, indexed: Da
             "positives": int(stats["positives"] or 0),
             "session_starts": int(stats["session_starts"] or 0),
             "users": int(stats["users"]),
-            "tracks": spark.read.parquet(join(tmp, "tracks")).count(),
+            "tracks": written_tracks.count(),
             "top_tracks": len(top),
             "top_tracks_sha256": sha256(top_json),
         })

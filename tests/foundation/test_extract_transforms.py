@@ -94,6 +94,12 @@ def test_top_tracks_by_positive_plays(spark):
         ("next", 6, 1, 3, 0.95),
         ("next", 7, 1, 9, 0.2), ("next", 8, 2, 9, 0.3), ("next", 9, 3, 9, 0.4),
     ])
+    interactions = ex.aggregate_interactions(df, 0.8)
     # 7 and 5 tie on two positives: ties go to the smaller id; 9 has no positive plays.
-    assert ex.top_tracks(df, 0.8, 10) == [5, 7, 3]
-    assert ex.top_tracks(df, 0.8, 1) == [5]
+    assert ex.top_tracks(interactions, 10) == [5, 7, 3]
+    assert ex.top_tracks(interactions, 1) == [5]
+    # Plays are counted, not (user, track) pairs: a second positive play of 3 by the same user ties it with 5 and 7.
+    again = df.union(events(spark, [("next", 10, 1, 3, 0.9)]))
+    assert ex.top_tracks(ex.aggregate_interactions(again, 0.8), 10) == [3, 5, 7]
+    # The threshold is the aggregate's: at 0.3, 9's play of 0.4 is positive and ties it with 3.
+    assert ex.top_tracks(ex.aggregate_interactions(df, 0.3), 10) == [5, 7, 3, 9]

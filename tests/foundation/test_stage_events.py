@@ -124,3 +124,20 @@ def test_extract_on_staged_events_equals_extract_on_the_raw_logs(spark, tmp_path
     unknown = tmp_path / "quarantine" / "extract_interactions" / "staged" / "lines"
     rows = [json.loads(line) for f in unknown.glob("*.json") for line in f.read_text().splitlines()]
     assert [(r["reason"], json.loads(r["line"])["track"]) for r in rows] == [("unknown_track", 1000)]
+
+
+@pytest.mark.slow
+def test_extract_refuses_staged_events_that_do_not_match_their_manifest(spark, tmp_path):
+    # Unknown tracks are counted as staged minus aggregated events, so a dataset holding fewer events than its
+    # _STAGED.json says must fail loudly rather than report the missing ones as unknown tracks.
+    write(tmp_path / "logs" / "train" / "a.jsonl", events(D1, 6) + events(D2, 4))
+    write(tmp_path / "world" / "tracks.jsonl", [{"track": t, "artist": "a", "title": str(t)} for t in range(7)])
+    stage(spark, tmp_path, "s1")
+    for part in (tmp_path / "events" / "train" / "date=2024-10-05").glob("*.parquet"):
+        part.unlink()
+    config = load_config("pipeline.yml", [f"storage.root=file://{tmp_path}"])
+    with pytest.raises(RuntimeError, match="_STAGED.json counts 40 events, the dataset holds 24 of known tracks "
+                                           "and 0 of unknown ones"):
+        extract_interactions.run(spark, config, f"file://{tmp_path}/events/train", "r1",
+                                 f"file://{tmp_path}/world/tracks.jsonl")
+    assert not (tmp_path / "interactions").exists()
