@@ -5,8 +5,8 @@ clients that are slow to send a request hold memory rather than one of a few wor
 ``server.keepalive`` is how long any connection may wait for its next complete request before it is closed
 (docs/failure-behaviour.md).
 
-Each worker listens on a socket of its own (``botify.listeners``), so the kernel spreads new connections
-over the workers.
+A gevent worker accepts a connection only while it holds no more than its emptiest sibling
+(``botify.balanced_worker``), so a burst of connections is shared evenly between the workers.
 """
 from __future__ import annotations
 
@@ -16,9 +16,7 @@ import signal
 
 from gunicorn.app.base import BaseApplication
 
-from common.config import ConfigError
-
-from botify import listeners
+from botify import balanced_worker
 from botify.app import create_app
 
 log = logging.getLogger(__name__)
@@ -52,8 +50,8 @@ class GunicornServer(BaseApplication):
             "proc_name": "botify",
             "worker_exit": _worker_exit,
         }
-        if listeners.per_worker(options["workers"]):
-            options.update(reuse_port=True, pre_fork=listeners.stop_listening, post_fork=listeners.listen_in_worker)
+        if s["worker_class"] == "gevent":
+            options.update(worker_class=balanced_worker.BalancedGeventWorker, pre_fork=balanced_worker.claim_slot)
         for key, value in options.items():
             self.cfg.set(key, value)
 
@@ -68,12 +66,6 @@ class GunicornServer(BaseApplication):
 
 
 def run_gunicorn(config: dict) -> None:
-    s = config["server"]
-    if listeners.per_worker(int(s["workers"])):
-        try:
-            listeners.check_port_free(s["host"], int(s["port"]))
-        except OSError as exc:
-            raise ConfigError(f"cannot listen on {s['host']}:{s['port']}: {exc.strerror or exc}") from exc
     GunicornServer(config).run()
 
 

@@ -1,21 +1,18 @@
-"""How `botify serve` shares connections between its workers: a listening socket per worker (the kernel
-spreads new connections over them), a replaced worker listening too, and the port still refused to a second
-server."""
+"""How `botify serve` shares connections between its gevent workers: a burst of connections evenly, and a
+replaced worker takes its share too."""
 import collections
 import http.client
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 
 import pytest
 
-from tests.botify.served import botify_serve, serve_env
+from tests.botify.served import botify_serve
 
-pytestmark = pytest.mark.slow  # four `botify serve` processes (gunicorn, redis-server): ~15 s
+pytestmark = pytest.mark.slow  # two `botify serve` processes (gunicorn, redis-server): ~10 s
 
 
 def post_next(conn: http.client.HTTPConnection, user: int) -> http.client.HTTPResponse:
@@ -35,20 +32,33 @@ def lines_per_worker(log_dir) -> collections.Counter:
     return counts
 
 
-def test_connections_opened_at_once_are_all_answered_and_spread_over_both_workers(world, tmp_path):
+def wait_for_workers(serve_log, count: int) -> None:
+    """Until ``count`` workers are up: a worker still loading the app has no turn to take."""
+    deadline = time.monotonic() + 60
+    while serve_log.read_text().count("takes connections in turn") < count:
+        assert time.monotonic() < deadline, serve_log.read_text()[-2000:]
+        time.sleep(0.1)
+
+
+def test_connections_opened_at_once_are_all_answered_and_shared_evenly_by_the_workers(world, tmp_path):
     log_dir = tmp_path / "logs" / "botify"
     with botify_serve(world, tmp_path, "--workers", "2") as (base, _):
+        wait_for_workers(tmp_path / "serve.log", 2)
         port = int(base.rsplit(":", 1)[1])
         conns = [http.client.HTTPConnection("127.0.0.1", port, timeout=15) for _ in range(32)]
         for conn in conns:  # all connected before any request: a burst
             conn.connect()
-        errors = []
+        errors, all_answered_once = [], threading.Barrier(32, timeout=60)
 
         def client(conn, user):
             try:
-                for _ in range(3):
+                post_next(conn, user)
+                # every connection stays open until all were answered, so the share is of connections open together
+                # (a worker that finished its connections early could rightly take the ones still waiting)
+                all_answered_once.wait()
+                for _ in range(2):
                     post_next(conn, user)
-            except Exception as exc:  # a connection the kernel queued where no worker accepts times out here
+            except Exception as exc:  # a connection no worker accepts times out here
                 errors.append(repr(exc))
             finally:
                 conn.close()
@@ -59,29 +69,11 @@ def test_connections_opened_at_once_are_all_answered_and_spread_over_both_worker
         for t in threads:
             t.join()
         assert errors == []
-    # The kernel's pick is a hash of each connection's addresses: all 32 on one worker has odds of 2**-31, while
-    # with the shared socket of plain gunicorn the worker awake first could take the whole burst.
+    # 3 requests per connection: 16 connections each (one more or less while both accept at the same moment);
+    # plain gunicorn let whichever worker was awake take most of a burst (64/0 and 55/9 of wrk's 64 seen)
     counts = lines_per_worker(log_dir)
-    assert sum(counts.values()) == 32 * 3 and len(counts) == 2 and min(counts.values()) > 0, counts
-
-
-def test_a_second_server_on_the_same_port_is_refused_and_the_first_keeps_serving(world, tmp_path):
-    with botify_serve(world, tmp_path, "--workers", "2") as (base, proc):
-        port = base.rsplit(":", 1)[1]
-        second_dir = tmp_path / "second"
-        second_dir.mkdir()
-        second = subprocess.run([sys.executable, "-m", "botify", "serve", "--port", port, "--workers", "2"],
-                                cwd=second_dir, env=serve_env(world), capture_output=True, text=True, timeout=120)
-        assert second.returncode == 2, second.stderr[-2000:]
-        assert f"cannot listen on 127.0.0.1:{port}" in second.stderr
-        assert proc.poll() is None
-        conn = http.client.HTTPConnection("127.0.0.1", int(port), timeout=15)
-        for user in range(20):
-            post_next(conn, user)
-        conn.close()
-    # every answer came from the first server's workers
-    assert sum(lines_per_worker(tmp_path / "logs" / "botify").values()) == 20
-    assert not (second_dir / "logs").exists() or sum(lines_per_worker(second_dir / "logs" / "botify").values()) == 0
+    assert sum(counts.values()) == 32 * 3 and len(counts) == 2, counts
+    assert abs(counts.most_common()[0][1] - counts.most_common()[1][1]) <= 3 * 2, counts
 
 
 def worker_pids(arbiter_pid: int) -> set:
@@ -100,7 +92,7 @@ def worker_pids(arbiter_pid: int) -> set:
     return pids
 
 
-def test_a_killed_worker_is_replaced_and_its_replacement_listens_too(world, tmp_path):
+def test_a_killed_worker_is_replaced_and_its_replacement_takes_connections_too(world, tmp_path):
     log_dir = tmp_path / "logs" / "botify"
     with botify_serve(world, tmp_path, "--workers", "2") as (base, proc):
         port = int(base.rsplit(":", 1)[1])
