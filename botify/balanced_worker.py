@@ -59,6 +59,10 @@ class ConnectionCounts:
     def check_in(self, slot: int) -> None:
         self._set(self.slots + slot, time.monotonic())
 
+    def leave(self, slot: int) -> None:
+        """The worker stops accepting (shutting down, or gone): it no longer counts as a sibling."""
+        self._set(self.slots + slot, 0.0)
+
     def over_share(self, slot: int) -> bool:
         """More open connections in ``slot`` than in the emptiest sibling that checked in lately."""
         now, mine = time.monotonic(), self._get(slot)
@@ -74,6 +78,12 @@ COUNTS = ConnectionCounts()  # made at import, in the arbiter: every worker fork
 def claim_slot(arbiter, worker) -> None:
     """gunicorn ``pre_fork`` hook (in the arbiter)."""
     worker.balance_slot = COUNTS.claim({getattr(w, "balance_slot", None) for w in arbiter.WORKERS.values()})
+
+
+def release_slot(arbiter, worker) -> None:
+    """gunicorn ``child_exit`` hook (in the arbiter): a killed worker's last check-in must not hold its siblings."""
+    if getattr(worker, "balance_slot", None) is not None:
+        COUNTS.leave(worker.balance_slot)
 
 
 class BalancedPool(Pool):
@@ -101,8 +111,14 @@ class BalancedGeventWorker(ggevent.GeventWorker):
 
     def notify(self):
         super().notify()
-        if getattr(self, "balance_slot", None) is not None:
+        if self.alive and getattr(self, "balance_slot", None) is not None:
             COUNTS.check_in(self.balance_slot)
+
+    def handle_exit(self, sig, frame):
+        # Draining (SIGTERM, a reload replacing it): it accepts no more, so it must not make its siblings wait.
+        super().handle_exit(sig, frame)
+        if getattr(self, "balance_slot", None) is not None:
+            COUNTS.leave(self.balance_slot)
 
     def handle(self, listener, client, addr):
         slot = getattr(self, "balance_slot", None)

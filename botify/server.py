@@ -51,7 +51,8 @@ class GunicornServer(BaseApplication):
             "worker_exit": _worker_exit,
         }
         if s["worker_class"] == "gevent":
-            options.update(worker_class=balanced_worker.BalancedGeventWorker, pre_fork=balanced_worker.claim_slot)
+            options.update(worker_class=balanced_worker.BalancedGeventWorker, pre_fork=balanced_worker.claim_slot,
+                           child_exit=balanced_worker.release_slot)
         for key, value in options.items():
             self.cfg.set(key, value)
 

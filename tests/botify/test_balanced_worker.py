@@ -38,7 +38,7 @@ def test_a_worker_holding_more_than_a_live_sibling_waits_its_turn():
     assert counts.over_share(0) and counts.over_share(1) and not counts.over_share(2)
 
 
-def test_a_sibling_that_stopped_checking_in_or_never_did_does_not_hold_the_others_back():
+def test_a_sibling_that_stopped_checking_in_never_did_or_left_does_not_hold_the_others_back():
     counts = ConnectionCounts(slots=3)
     counts.check_in(0)
     counts.add(0, 10)
@@ -47,6 +47,8 @@ def test_a_sibling_that_stopped_checking_in_or_never_did_does_not_hold_the_other
     assert not counts.over_share(0)
     counts.check_in(1)
     assert counts.over_share(0)
+    counts.leave(1)  # worker 1 shuts down, or the arbiter reaped it
+    assert not counts.over_share(0)
 
 
 def test_forked_workers_see_each_others_counts():
