@@ -28,6 +28,9 @@ def _worker_exit(server, worker) -> None:
     service = getattr(app, "extensions", {}).get("botify") if app is not None else None
     if service is not None:
         service.close()
+    # Objects frozen at load (below) would be finalised only after gevent's modules are torn down, which
+    # prints "Exception ignored ... TypeError" from logging at every worker exit.
+    gc.unfreeze()
 
 
 class GunicornServer(BaseApplication):
