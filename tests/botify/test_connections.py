@@ -105,10 +105,11 @@ def test_a_killed_worker_is_replaced_and_its_replacement_takes_connections_too(w
             assert time.monotonic() < deadline, "gunicorn did not replace the killed worker"
             time.sleep(0.1)
         (replacement,) = worker_pids(proc.pid) - before
-        for user in range(200):  # fresh connections, until the replacement has answered some
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
-            post_next(conn, user)
+        wait_for_workers(tmp_path / "serve.log", 3)  # the two first workers, then the replacement
+        held = []
+        for user in range(8):  # each connection stays open: the survivor, holding more, leaves the next one
+            held.append(http.client.HTTPConnection("127.0.0.1", port, timeout=15))
+            post_next(held[-1], user)
+        for conn in held:
             conn.close()
-            if lines_per_worker(log_dir)[str(replacement)] >= 5:
-                break
-        assert lines_per_worker(log_dir)[str(replacement)] >= 5, lines_per_worker(log_dir)
+    assert lines_per_worker(log_dir)[str(replacement)] == 4, lines_per_worker(log_dir)
