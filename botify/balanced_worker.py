@@ -14,7 +14,10 @@ its siblings (``ConnectionCounts``, made by the arbiter before it forks) and
 stops accepting while it holds more than the emptiest sibling (it looks again
 on each turn of its event loop while a connection waits). A sibling that has
 not checked in for ``STALE_S`` (hung, or not started yet) does not count, so a
-stuck worker never keeps the others from accepting.
+stuck worker never keeps the others from accepting. The price: a new
+connection waits for the emptier sibling's next loop turn even when this
+worker is free, which costs a busy or descheduled sibling's turn (milliseconds
+on an idle machine) once per connection, not per request.
 """
 from __future__ import annotations
 
