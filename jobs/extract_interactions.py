@@ -19,6 +19,11 @@ malformed ones (more than ``extract.max_error_ratio`` of them fails the run
 and writes nothing) and events of tracks the catalog does not know
 (``unknown_track``: counted apart, never a reason to fail — a client that
 asks for made-up tracks must not be able to stop the nightly run).
+
+Staged events are read once: unknown tracks drop out by a broadcast
+semi-join in the aggregation's own scan and are counted as the events staging
+holds minus those aggregated (read again only when that is not zero); a
+dataset holding fewer events than its ``_STAGED.json`` says fails the run.
 """
 from __future__ import annotations
 
