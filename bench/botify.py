@@ -204,21 +204,30 @@ def measured(load, proc_pid: int, redis_pid: int, *args) -> dict:
             "load_cpu_ms": (after[2] - before[2]) * 1000 / answered, "share": share}
 
 
-def start_server(argv: list, env: dict, port: int, log_path: Path, cwd: Path) -> subprocess.Popen:
-    """Start ``argv`` and wait until it answers HTTP on ``port`` (any status: the course's / may differ)."""
+# botify's gevent workers log this once up; connections opened before a worker is up all go to the others
+WORKER_UP = b"takes connections in turn"
+
+
+def start_server(argv: list, env: dict, port: int, log_path: Path, cwd: Path, workers_up: int = 0) -> subprocess.Popen:
+    """Start ``argv`` and wait until it answers HTTP on ``port`` (any status: the course's / may differ) and,
+    with ``workers_up``, until that many workers logged ``WORKER_UP``."""
     import requests
 
     with open(log_path, "ab") as log:
+        start = log.tell()
         proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
+    answered = False
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{argv[:4]} exited ({proc.returncode}); see {log_path}")
         try:
-            requests.get(f"http://127.0.0.1:{port}/", timeout=1)
-            return proc
+            answered = answered or requests.get(f"http://127.0.0.1:{port}/", timeout=1) is not None
         except requests.RequestException:
-            time.sleep(0.3)
+            pass
+        if answered and log_path.read_bytes()[start:].count(WORKER_UP) >= workers_up:
+            return proc
+        time.sleep(0.3)
     proc.kill()
     raise RuntimeError(f"{argv[:4]} did not come up; see {log_path}")
 
@@ -305,7 +314,9 @@ def main(argv=None) -> int:
         results = {}
         for name, make_argv in servers.items():
             port = free_port()
-            proc = start_server(make_argv(port), env, port, tmp / f"{len(results)}.log", tmp)
+            balanced = name == label and server["worker_class"] == "gevent"
+            proc = start_server(make_argv(port), env, port, tmp / f"{len(results)}.log", tmp,
+                                workers_up=int(server["workers"]) if balanced else 0)
             try:
                 for c in levels:
                     results[name, c] = measured(load, proc.pid, redis_pid, port, c, args.duration, args.users,
