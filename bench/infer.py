@@ -1,10 +1,10 @@
 """Bench: infer_recommendations users/s (the whole job and its scoring stage) against this machine's GEMM roofline.
 
-    .venv/bin/python bench/infer.py [--users 10000] [--tracks 50000] [--dims 600 200] [--batch-size 256]
+    .venv/bin/python bench/infer.py [--users 10000] [--tracks 50000] [--dims 200] [--batch-size 256]
 
 Writes an interactions run at the seed's density (bench/multidae_data.py) and a
 published model of the conf's default shape (``multidae.dims``, today
-50000-600-200-600-50000; random weights: speed does not depend on them) into a
+50000-200-50000; random weights: speed does not depend on them) into a
 temporary warehouse, then times, after a warm-up that loads the model into every
 Python worker (a long job amortises that):
 

@@ -35,17 +35,14 @@ from pipeline.processes import PYTHON, REPO, Service, StepFailed, command
 log = logging.getLogger("demo")
 
 SCALES = {
-    # name: world tracks, users, training sessions, A/B sessions, epochs, how training traffic is made, and the
-    # MultiDAE profile (multidae.profiles): thin data (~9 positives per user) wants a smaller network than the
-    # conf's defaults, which were tuned at the seed's density (docs/model.md).
+    # name: world tracks, users, training sessions, A/B sessions, epochs, how training traffic is made.
     # The A/B always goes over HTTP; training traffic at the seed's volume through botify would take hours,
     # so there the fast path writes what botify would have logged (docs/sim.md "The fast path").
-    "small": dict(tracks=2_000, users=400, train_sessions=2_000, ab_sessions=600, epochs=2, train_traffic="http",
-                  model_profile="none"),
+    "small": dict(tracks=2_000, users=400, train_sessions=2_000, ab_sessions=600, epochs=2, train_traffic="http"),
     "default": dict(tracks=50_000, users=10_000, train_sessions=40_000, ab_sessions=10_000, epochs=10,
-                    train_traffic="http", model_profile="thin"),
+                    train_traffic="http"),
     "seed": dict(tracks=50_000, users=10_000, train_sessions=1_300_000, ab_sessions=10_000, epochs=10,
-                 train_traffic="fast", model_profile="none"),
+                 train_traffic="fast"),
 }
 TRAIN_SEED_OFFSET = 1  # training sessions are seeded by world seed + 1 (the A/B by 31337), either path
 
@@ -134,7 +131,7 @@ class Demo:
             self.step("extract_interactions", lambda: self.spark_job(
                 "extract_interactions", "--run", self.run_id, "--input", "events/train",
                 "--set", f"extract.threshold={a.label_threshold}"))
-            profile = ["--model-profile", a.model_profile] if a.model_profile != "none" else []
+            profile = ["--model-profile", a.model_profile] if a.model_profile else []
             self.step("train_multidae", lambda: self.spark_job(
                 "train_multidae", "--version", self.run_id, "--epochs", str(a.epochs), "--num-processes", "2", *profile))
             self.step("infer_recommendations", lambda: self.spark_job(
@@ -195,8 +192,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                         help="AB: StickyArtist vs the MultiDAE's lists (the seed's experiment); MODELS: three arms, "
                              "StickyArtist vs MultiDAE vs ALS (adds the train_als step; conf/botify.yml)")
     parser.add_argument("--model-profile", help="train_multidae --model-profile (a key of multidae.profiles in "
-                                                "conf/pipeline.yml, e.g. seed or thin; none: the conf's own values); default: the scale's "
-                                                "(default scale: thin, else none)")
+                                                "conf/pipeline.yml, e.g. seed; default: the conf's own values)")
     parser.add_argument("--cuped", action="store_true",
                         help="analyze_ab also reports CUPED-adjusted effects, the covariate being each user's metric "
                              "in the training traffic")

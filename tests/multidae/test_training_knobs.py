@@ -107,18 +107,3 @@ def test_in_memory_training_returns_the_best_epoch():
     assert len(history) == knobs.epochs or len(history) == best.epoch + knobs.patience
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, best.weights[name]), name
-
-
-def test_every_demo_scale_names_a_profile_the_conf_has():
-    # botify-demo passes its scale's profile to train_multidae; a renamed or deleted profile would only
-    # fail minutes into a demo run, after the training traffic.
-    from pipeline.demo import SCALES
-
-    for scale, values in SCALES.items():
-        name = values["model_profile"]
-        if name == "none":
-            continue
-        knobs = Knobs.from_settings(load_training_config("pipeline.yml", [f"multidae.profile={name}"])["multidae"])
-        assert knobs.dims, scale
-    thin = load_training_config("pipeline.yml", ["multidae.profile=thin"])["multidae"]
-    assert thin["dims"] == [200] and thin["lr"] == 0.003
