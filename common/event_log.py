@@ -22,6 +22,7 @@ its values are names and are read as text.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass
@@ -227,13 +228,12 @@ def read_staged_manifest(storage: Storage, uri: str) -> dict:
     return json.loads(storage.read_text(join(uri, STAGED_MANIFEST)))
 
 
-def load_staged(spark: SparkSession, storage: Storage, uri: str) -> LoadedEvents:
-    """Staged events (already valid and deduplicated) with the counts staging recorded.
+def read_staged(spark: SparkSession, uri: str) -> DataFrame:
+    return spark.read.schema(STAGED_SCHEMA).parquet(uri).select(*EVENT_FIELDS)
 
-    Unknown tracks are the one check left: it depends on the catalog of the
-    job's run, so the job makes it (:func:`known_tracks_only`, then
-    :func:`quarantine_unknown_tracks` when fewer events came through than staging holds).
-    """
+
+def load_staged(spark: SparkSession, storage: Storage, uri: str) -> LoadedEvents:
+    """Staged events (already valid and deduplicated) with the counts staging recorded."""
     manifest = read_staged_manifest(storage, uri)
     dates, runs = manifest["dates"], manifest["runs"]
     malformed: Dict[str, int] = {}
@@ -242,12 +242,12 @@ def load_staged(spark: SparkSession, storage: Storage, uri: str) -> LoadedEvents
             malformed[reason] = malformed.get(reason, 0) + int(n)
     staged = sum(int(d["events"]) for d in dates.values())
     duplicates = sum(int(d["duplicates"]) for d in dates.values())
-    events = spark.read.schema(STAGED_SCHEMA).parquet(uri).select(*EVENT_FIELDS)
     quarantines = sorted(info["quarantine"] for info in runs.values() if info.get("quarantine"))
     log.info("staged events %s: %d events of %d dates, %d malformed lines at staging", uri, staged, len(dates),
              sum(malformed.values()))
-    return LoadedEvents(events=events, lines=staged + duplicates + sum(malformed.values()), malformed=malformed,
-                        unknown_tracks=0, quarantine=", ".join(quarantines) or None, duplicates=duplicates)
+    return LoadedEvents(events=read_staged(spark, uri), lines=staged + duplicates + sum(malformed.values()),
+                        malformed=malformed, unknown_tracks=0, quarantine=", ".join(quarantines) or None,
+                        duplicates=duplicates)
 
 
 def known_tracks_only(events: DataFrame, catalog_tracks: DataFrame) -> DataFrame:
@@ -255,22 +255,42 @@ def known_tracks_only(events: DataFrame, catalog_tracks: DataFrame) -> DataFrame
     return events.join(F.broadcast(catalog_tracks.select("track").distinct()), "track", "left_semi")
 
 
-def quarantine_unknown_tracks(storage: Storage, events: DataFrame, catalog_tracks: DataFrame, source: str,
-                              quarantine_uri: str) -> int:
-    """Write the events of tracks the catalog does not hold as ``unknown_track`` lines (``source``
-    naming where they were read); returns how many were written, counted from the written files."""
+def load(spark: SparkSession, storage: Storage, uri: str, quarantine_uri: str, max_error_ratio: float,
+         catalog_tracks: Optional[DataFrame] = None) -> LoadedEvents:
+    """Staged events when ``uri`` is a staged dataset, else the raw logs through :func:`load_events`.
+
+    With ``catalog_tracks`` the events are those of tracks it holds. Raw logs
+    quarantine the others as they are parsed. Staged events keep them out by a
+    semi-join inside the consumer's own scan, since the catalog belongs to the
+    job's run, not to staging; the job then counts what came through and calls
+    :func:`set_aside_unknown_staged`, so no pass is spent on a catalog that knows every track.
+    """
+    if not is_staged(storage, uri):
+        return load_events(spark, storage, uri, quarantine_uri, max_error_ratio, catalog_tracks)
+    loaded = load_staged(spark, storage, uri)
+    if catalog_tracks is None:
+        return loaded
+    return dataclasses.replace(loaded, events=known_tracks_only(loaded.events, catalog_tracks))
+
+
+def set_aside_unknown_staged(storage: Storage, loaded: LoadedEvents, came_through: int, catalog_tracks: DataFrame,
+                             uri: str, quarantine_uri: str) -> LoadedEvents:
+    """After a catalog-filtered read of staged events: the ``came_through`` events were of known tracks, so
+    staging's count minus them is of unknown ones. Only when that is not zero are the staged events read
+    again and those quarantined; a dataset whose contents disagree with its manifest fails the run."""
+    staged = loaded.valid_lines - loaded.duplicates
+    if came_through == staged:
+        return loaded
+    events = read_staged(loaded.events.sparkSession, uri)
     marked = mark_unknown_tracks(events.withColumn("reason", F.lit(None).cast("string")), catalog_tracks)
     with atomic_output(storage, quarantine_uri) as tmp:
         marked.where(F.col("reason").isNotNull()) \
-            .select("reason", F.lit(source).alias("source"), F.to_json(F.struct(*EVENT_FIELDS)).alias("line")) \
+            .select("reason", F.lit(uri).alias("source"), F.to_json(F.struct(*EVENT_FIELDS)).alias("line")) \
             .write.mode("overwrite").json(join(tmp, "lines"))
-        count = events.sparkSession.read.schema("reason string").json(join(tmp, "lines")).count()
-    log.warning("quarantined %d events of unknown tracks -> %s", count, quarantine_uri)
-    return count
-
-
-def load(spark: SparkSession, storage: Storage, uri: str, quarantine_uri: str, max_error_ratio: float) -> LoadedEvents:
-    """Staged events when ``uri`` is a staged dataset, else the raw logs through :func:`load_events`."""
-    if is_staged(storage, uri):
-        return load_staged(spark, storage, uri)
-    return load_events(spark, storage, uri, quarantine_uri, max_error_ratio)
+        unknown = events.sparkSession.read.schema("reason string").json(join(tmp, "lines")).count()
+    log.warning("quarantined %d events of unknown tracks -> %s", unknown, quarantine_uri)
+    if came_through + unknown != staged:
+        raise RuntimeError(f"{uri}: {STAGED_MANIFEST} counts {staged} events, the dataset holds "
+                           f"{came_through} of known tracks and {unknown} of unknown ones")
+    quarantine = ", ".join(q for q in (loaded.quarantine, quarantine_uri) if q)
+    return dataclasses.replace(loaded, unknown_tracks=unknown, quarantine=quarantine)

@@ -28,10 +28,9 @@ dataset holding fewer events than its ``_STAGED.json`` says fails the run.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence
 
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
@@ -131,34 +130,6 @@ def read_catalog(spark: SparkSession, uri: str) -> DataFrame:
     return spark.read.schema(CATALOG_SCHEMA).json(uri).where(F.col("track").isNotNull())
 
 
-def load(spark: SparkSession, storage: HadoopStorage, input_uri: str, quarantine_uri: str, settings: dict,
-         catalog: Optional[DataFrame]) -> Tuple[event_log.LoadedEvents, DataFrame]:
-    """What was read, and the events to aggregate: staged ones of known tracks (a semi-join in the
-    aggregation's own scan), or raw logs parsed (unknown tracks quarantined there) and deduplicated."""
-    if event_log.is_staged(storage, input_uri):
-        loaded = event_log.load_staged(spark, storage, input_uri)
-        return loaded, loaded.events if catalog is None else event_log.known_tracks_only(loaded.events, catalog)
-    loaded = event_log.load_events(spark, storage, input_uri, quarantine_uri, float(settings["max_error_ratio"]), catalog)
-    dedupe = settings.get("dedupe", True)
-    return loaded, sessions.drop_duplicate_events(loaded.events) if dedupe else loaded.events
-
-
-def set_aside_unknown_tracks(storage: HadoopStorage, loaded: event_log.LoadedEvents, interactions: DataFrame,
-                             catalog: DataFrame, input_uri: str, quarantine_uri: str) -> event_log.LoadedEvents:
-    """Staged events the semi-join dropped are of unknown tracks: their number is what staging holds minus
-    the plays aggregated (no pass to count them); only when there are some are they read again and quarantined."""
-    staged = loaded.valid_lines - loaded.duplicates
-    aggregated = int(interactions.agg(F.sum("plays")).first()[0] or 0)
-    if aggregated == staged:
-        return loaded
-    count = event_log.quarantine_unknown_tracks(storage, loaded.events, catalog, input_uri, quarantine_uri)
-    if aggregated + count != staged:
-        raise RuntimeError(f"{input_uri}: {event_log.STAGED_MANIFEST} counts {staged} events, the dataset holds "
-                           f"{aggregated} of known tracks and {count} of unknown ones")
-    quarantine = ", ".join(q for q in (loaded.quarantine, quarantine_uri) if q)
-    return dataclasses.replace(loaded, unknown_tracks=count, quarantine=quarantine)
-
-
 def run(spark: SparkSession, config: dict, input_uri: str, run_id: str, catalog_uri: Optional[str]) -> dict:
     settings = config["extract"]
     threshold = float(settings["threshold"])
@@ -166,12 +137,15 @@ def run(spark: SparkSession, config: dict, input_uri: str, run_id: str, catalog_
     storage = HadoopStorage(spark)
     quarantine_uri = join(root, "quarantine", "extract_interactions", run_id)
     catalog = read_catalog(spark, catalog_uri).cache() if catalog_uri else None
-    loaded, events = load(spark, storage, input_uri, quarantine_uri, settings, catalog)
+    loaded = event_log.load(spark, storage, input_uri, quarantine_uri, float(settings["max_error_ratio"]), catalog)
+    dedupe = settings.get("dedupe", True) and not loaded.deduplicated  # staging deduplicated already
+    events = sessions.drop_duplicate_events(loaded.events) if dedupe else loaded.events
     # The events are read once, by the per-user window and aggregate; its cached result serves the unknown-track
     # count, the user index, the top tracks and the table.
     interactions = aggregate_interactions(events, threshold).persist()
     if loaded.deduplicated and catalog is not None:
-        loaded = set_aside_unknown_tracks(storage, loaded, interactions, catalog, input_uri, quarantine_uri)
+        came_through = int(interactions.agg(F.sum("plays")).first()[0] or 0)  # every event is one play
+        loaded = event_log.set_aside_unknown_staged(storage, loaded, came_through, catalog, input_uri, quarantine_uri)
     users = dense_index(interactions, "user", "user_idx")
     tracks = track_index(catalog, interactions)
     top = top_tracks(interactions, int(settings["top_tracks"]))
