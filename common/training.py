@@ -9,6 +9,7 @@ matrices; the VAE's KL weight grows linearly per optimiser step up to a cap.
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
@@ -52,6 +53,12 @@ class Knobs:
         data = asdict(self)
         data["dims"] = list(self.dims)
         return data
+
+    def rank_batch_size(self, world_size: int) -> int:
+        """Users per step on each of ``world_size`` ranks. ``batch_size`` is the users behind one optimiser
+        update (DDP averages the ranks' gradients), on one process or many, so a sweep trial and the job
+        with the same knobs take the same steps."""
+        return max(1, math.ceil(self.batch_size / world_size))
 
     def model_config(self, n_items: int) -> MultiDAEConfig:
         return MultiDAEConfig(n_items=n_items, dims=list(self.dims), dropout=self.dropout, variant=self.variant)
@@ -170,6 +177,7 @@ def train_in_memory(train_lists: Sequence[np.ndarray], validation: Optional[Dict
             loss_sum += train_step(model, optimizer, items, lengths, knobs.beta(step)) * len(chunk)
             step += 1
         record = epoch_record(epoch, loss_sum, len(order), time.perf_counter() - started, validation, model, eval_batch_size)
+        record["steps"] = math.ceil(len(order) / knobs.batch_size)
         history.append(record)
         best.update(record, model)
         if best.should_stop(epoch):

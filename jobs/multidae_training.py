@@ -191,7 +191,7 @@ def train_rank(spec: TrainingSpec) -> Optional[Dict]:
         optimizer.load_state_dict(state["optimizer"])
     stopped = best.should_stop(state["epoch"]) if state["epoch"] else False
     with spec.converter.make_torch_dataloader(
-        batch_size=spec.knobs.batch_size, num_epochs=None, cur_shard=rank, shard_count=world,
+        batch_size=spec.knobs.rank_batch_size(world), num_epochs=None, cur_shard=rank, shard_count=world,
         transform_spec=PadItems(spec.width).spec(), workers_count=spec.reader_workers,
         shuffling_queue_capacity=spec.shuffle_buffer, seed=spec.knobs.seed + rank,
     ) as loader:
@@ -207,6 +207,7 @@ def train_rank(spec: TrainingSpec) -> Optional[Dict]:
             stop = False
             if rank == 0:
                 record = {"epoch": epoch, "loss_sum": float(totals[0]), "users_seen": int(totals[1]),
+                          "steps": spec.steps_per_epoch,
                           "epoch_seconds": time.perf_counter() - started, "input_wait_seconds": waited}
                 stop = _end_epoch(spec, model, optimizer, state, best, record)
             stopped = _stop_everywhere(stop, device)
@@ -274,5 +275,5 @@ def ship_by_value():
     return registered()
 
 
-def steps_per_epoch(rows: int, batch_size: int, world_size: int) -> int:
-    return max(1, math.ceil(rows / (batch_size * world_size)))
+def steps_per_epoch(rows: int, rank_batch_size: int, world_size: int) -> int:
+    return max(1, math.ceil(rows / (rank_batch_size * world_size)))

@@ -1,6 +1,7 @@
 """train_multidae (2 ranks, local_mode, petastorm) -> infer_recommendations -> evaluate_offline, on tiny data."""
 import io
 import json
+import math
 import posixpath
 
 import numpy as np
@@ -26,6 +27,10 @@ def test_training_resumed_and_published(trained_root):
     # The interrupted run's epoch 1 is kept, only epochs 2 and 3 were trained.
     assert [h["epoch"] for h in history] == [1, 2, 3] and history[0]["loss"] == RESUME_MARKER_LOSS
     assert all(h["loss"] != RESUME_MARKER_LOSS and h["users_seen"] >= metrics["train_users"] for h in history[1:])
+    # multidae.batch_size=16 is the users behind one optimiser step, split over the 2 ranks (8 each): the
+    # steps a one-process sweep trial with the same knobs would take, not half as many.
+    assert all(h["steps"] == math.ceil(metrics["train_users"] / 16) and h["users_seen"] == 16 * h["steps"]
+               for h in history[1:])
     assert all(0 <= h["val_ndcg@100"] < RESUME_MARKER_NDCG for h in history[1:])
     assert set(metrics["test"]) == {"ndcg@100", "recall@20", "recall@50"}
     assert metrics["world_size"] == 2 and metrics["rank_process"]["executable"]  # two local ranks beside the driver

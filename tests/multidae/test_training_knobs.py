@@ -105,5 +105,6 @@ def test_in_memory_training_returns_the_best_epoch():
     scores = [h["val_ndcg@100"] for h in history]
     assert best.epoch == 1 + int(np.argmax(scores)) and best.record["val_ndcg@100"] == max(scores)
     assert len(history) == knobs.epochs or len(history) == best.epoch + knobs.patience
+    assert all(h["steps"] == 6 for h in history)  # 51 users, 10 per optimiser step
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, best.weights[name]), name
