@@ -106,11 +106,11 @@ def split(user_idx: np.ndarray, track_idx: np.ndarray, users: int, seed: int = 4
 
 def run(train, validation, n_items: int, epochs: int, world: int, use_gpu: bool) -> tuple:
     work = tempfile.mkdtemp(prefix="bench-train-gpu-")
-    batch = 100
+    knobs = Knobs(epochs=epochs, batch_size=100, lr=0.01)
     spec = training.TrainingSpec(
         converter=InMemoryConverter(train), width=max(len(x) for x in train), n_items=n_items,
-        knobs=Knobs(epochs=epochs, batch_size=batch, lr=0.01), validation=validation, work_uri="file://" + work,
-        steps_per_epoch=training.steps_per_epoch(len(train), batch, world), use_gpu=use_gpu,
+        knobs=knobs, validation=validation, work_uri="file://" + work,
+        steps_per_epoch=training.steps_per_epoch(len(train), knobs.rank_batch_size(world), world), use_gpu=use_gpu,
         threads_per_process=0, reader_workers=1, shuffle_buffer=0, eval_batch_size=256)
     mp.spawn(_rank, args=(world, free_port(), spec), nprocs=world)
     with open(os.path.join(work, training.LAST_CHECKPOINT), "rb") as fh:
@@ -130,7 +130,7 @@ def main(argv=None) -> int:
     user_idx, track_idx = seed_density_positives(args.users, args.tracks, args.events)
     train, validation = split(user_idx, track_idx, args.users)
     head = (f"bench/train_gpu: {len(train)} training users x {args.tracks} tracks, {len(user_idx)} positives, "
-            f"batch 100 per rank, {args.epochs} epochs, torch {torch.__version__}, {PETASTORM}")
+            f"batch 100 per optimiser step, {args.epochs} epochs, torch {torch.__version__}, {PETASTORM}")
     cpu_s, cpu_ndcg = run(train, validation, args.tracks, args.epochs, world=2, use_gpu=False)
     cpu = f"cpu 2 ranks gloo ({os.cpu_count()} cores) {cpu_s:.2f} s/epoch val NDCG@100 {cpu_ndcg:.4f}"
     if args.cpu_only:
