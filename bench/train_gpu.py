@@ -110,7 +110,7 @@ def run(train, validation, n_items: int, epochs: int, world: int, use_gpu: bool)
     spec = training.TrainingSpec(
         converter=InMemoryConverter(train), width=max(len(x) for x in train), n_items=n_items,
         knobs=knobs, validation=validation, work_uri="file://" + work,
-        steps_per_epoch=training.steps_per_epoch(len(train), knobs.rank_batch_size(world), world), use_gpu=use_gpu,
+        steps_per_epoch=knobs.steps_per_epoch(len(train), world), use_gpu=use_gpu,
         threads_per_process=0, reader_workers=1, shuffle_buffer=0, eval_batch_size=256)
     mp.spawn(_rank, args=(world, free_port(), spec), nprocs=world)
     with open(os.path.join(work, training.LAST_CHECKPOINT), "rb") as fh:

@@ -60,6 +60,10 @@ class Knobs:
         with the same knobs take the same steps."""
         return max(1, math.ceil(self.batch_size / world_size))
 
+    def steps_per_epoch(self, rows: int, world_size: int) -> int:
+        """Optimiser steps that take each of ``rows`` training users about once on ``world_size`` ranks."""
+        return max(1, math.ceil(rows / (self.rank_batch_size(world_size) * world_size)))
+
     def model_config(self, n_items: int) -> MultiDAEConfig:
         return MultiDAEConfig(n_items=n_items, dims=list(self.dims), dropout=self.dropout, variant=self.variant)
 
@@ -169,7 +173,7 @@ def train_in_memory(train_lists: Sequence[np.ndarray], validation: Optional[Dict
     best, history, step = BestEpoch(knobs.patience), [], 0
     for epoch in range(1, knobs.epochs + 1):
         model.train()
-        started, loss_sum = time.perf_counter(), 0.0
+        started, loss_sum, steps_before = time.perf_counter(), 0.0, step
         order = rng.permutation(len(train_lists))
         for start in range(0, len(order), knobs.batch_size):
             chunk = [train_lists[i] for i in order[start : start + knobs.batch_size]]
@@ -177,7 +181,7 @@ def train_in_memory(train_lists: Sequence[np.ndarray], validation: Optional[Dict
             loss_sum += train_step(model, optimizer, items, lengths, knobs.beta(step)) * len(chunk)
             step += 1
         record = epoch_record(epoch, loss_sum, len(order), time.perf_counter() - started, validation, model, eval_batch_size)
-        record["steps"] = math.ceil(len(order) / knobs.batch_size)
+        record["steps"] = step - steps_before
         history.append(record)
         best.update(record, model)
         if best.should_stop(epoch):

@@ -18,7 +18,6 @@ passed without a better one.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import sys
 import time
@@ -274,6 +273,3 @@ def ship_by_value():
 
     return registered()
 
-
-def steps_per_epoch(rows: int, rank_batch_size: int, world_size: int) -> int:
-    return max(1, math.ceil(rows / (rank_batch_size * world_size)))

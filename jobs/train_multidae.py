@@ -135,7 +135,7 @@ def train(spark: SparkSession, config: Dict, version: str, data: Prepared) -> Di
     work_uri = join(resolve(config, "models/multidae/_work"), version)
     spec = training.TrainingSpec(
         converter=converter, width=data.width, n_items=len(data.index), knobs=knobs,
-        steps_per_epoch=training.steps_per_epoch(data.n_train, knobs.rank_batch_size(processes), processes),
+        steps_per_epoch=knobs.steps_per_epoch(data.n_train, processes),
         validation=data.validation, work_uri=work_uri, use_gpu=bool(dist_cfg["use_gpu"]),
         threads_per_process=int(settings["threads_per_process"]), reader_workers=int(settings["petastorm"]["workers_count"]),
         shuffle_buffer=int(settings["petastorm"]["shuffle_buffer"]), eval_batch_size=int(settings["eval_batch_size"]),

@@ -108,3 +108,11 @@ def test_in_memory_training_returns_the_best_epoch():
     assert all(h["steps"] == 6 for h in history)  # 51 users, 10 per optimiser step
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, best.weights[name]), name
+
+
+def test_batch_size_counts_the_users_behind_one_optimiser_step_on_any_number_of_ranks():
+    knobs = Knobs(batch_size=100)
+    assert [knobs.rank_batch_size(w) for w in (1, 2, 3)] == [100, 50, 34]
+    # 8,000 training users: 80 steps of 100 on one process or of 2 x 50; 3 ranks round up to 102 users a step.
+    assert [knobs.steps_per_epoch(8000, w) for w in (1, 2, 3)] == [80, 80, 79]
+    assert knobs.steps_per_epoch(5, 2) == 1
