@@ -160,24 +160,50 @@ def build_command(
     return argv + [str(LAUNCHER), job, *job_args]
 
 
-def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, List[str]]:
+def _parser() -> argparse.ArgumentParser:
+    # No automatic -h: ``<job> --help`` must reach the job's own parser too (see main).
     parser = argparse.ArgumentParser(
         prog="spark-submit.sh",
         usage="spark-submit.sh <job> [--master M] [--profile P] [--conf k=v] [--dry-run] [job args...]",
         description="Submit a botify pipeline job to local Spark, a standalone cluster or YARN.",
-        allow_abbrev=False,
+        allow_abbrev=False, add_help=False,
     )
-    parser.add_argument("job", nargs="?", help="job name (see jobs/__init__.py)")
+    parser.add_argument("-h", "--help", action="store_true", help="this help; after a job name, the job's options too")
+    parser.add_argument("job", nargs="?", help=f"job name, one of: {', '.join(sorted(JOBS))}")
     parser.add_argument("--master", help="local[*] (default), spark://host:port or yarn")
     parser.add_argument("--profile", help="Spark profile in conf/spark/ (default: from the master)")
     parser.add_argument("--conf", action="append", default=[], help="extra Spark conf key=value (repeatable)")
     parser.add_argument("--dry-run", action="store_true", help="print the spark-submit command, run nothing")
-    return parser.parse_known_args(argv)
+    return parser
+
+
+def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, List[str]]:
+    return _parser().parse_known_args(argv)
+
+
+def print_help(job: Optional[str]) -> int:
+    """The wrapper's options, then the job's own (its parser, in this process: no JVM is started)."""
+    _parser().print_help()
+    if job is None:
+        return 0
+    if job not in JOBS:
+        print(f"spark-submit.sh: unknown job {job!r}", file=sys.stderr)
+        return 2
+    print(f"\n{job} options (after the job name):", flush=True)
+    from jobs import launch
+
+    try:
+        launch.run([job, "--help"])
+    except SystemExit as done:  # argparse's help exits 0 after printing
+        return int(done.code or 0)
+    return 0
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args, job_args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.help:
+        return print_help(args.job)
     try:
         if not args.job:
             raise SubmitError(f"no job given; known jobs: {', '.join(sorted(JOBS))}")

@@ -64,6 +64,16 @@ def test_unknown_job_lists_known_ones():
     assert "extract_interactions" in result.stderr
 
 
+def test_help_after_a_job_shows_the_jobs_own_options():
+    result = submit("train_multidae", "--help")
+    assert result.returncode == 0, result.stderr
+    wrapper, _, job = result.stdout.partition("train_multidae options (after the job name):")
+    assert "--dry-run" in wrapper and "--master" in wrapper
+    assert "--model-profile" in job and "--num-processes" in job  # the job's parser, not the wrapper's
+    unknown = submit("train_everything", "--help")
+    assert unknown.returncode == 2 and "unknown job 'train_everything'" in unknown.stderr
+
+
 def test_missing_java_is_reported(tmp_path):
     # A PATH with only this Python on it: no java anywhere.
     bin_dir = tmp_path / "bin"
