@@ -10,8 +10,10 @@ traffic as botify's BASELINE experiment produces it before any model exists
 Random without top tracks, as botify's does — and StickyArtist); positives as
 extract_interactions + train_multidae define them (``max(time) > threshold``,
 plus the tracks a user began a session with unless ``--seed-label``); the
-Mult-DAE of common/model.py trained in one process (``--batch`` is the
-demo's per-process batch x 2 ranks); each user's top-50 walked in order as
+Mult-DAE of common/model.py trained in one process (``--batch``: users per
+optimiser step; the default 200 is what the demo took with 2 ranks when
+``multidae.batch_size`` counted per rank, kept so the figures in
+docs/results.md reproduce); each user's top-50 walked in order as
 botify's Ranked does (top-100 popular once the list is exhausted). Both arms
 play the same episode seeds (same users, same session starts), so their
 difference is the policies'. One line on stdout: the figures and the
