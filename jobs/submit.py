@@ -118,6 +118,14 @@ def conf_files() -> List[str]:
     return [str(p) for p in sorted(REPO_CONF_DIR.glob("*.yml"))]
 
 
+def check_job(job: Optional[str]) -> None:
+    known = ", ".join(sorted(JOBS))
+    if not job:
+        raise SubmitError(f"no job given; known jobs: {known}")
+    if job not in JOBS:
+        raise SubmitError(f"unknown job {job!r}; known jobs: {known}")
+
+
 def build_command(
     job: str,
     job_args: Sequence[str],
@@ -126,8 +134,7 @@ def build_command(
     conf: Sequence[str] = (),
     build_env: bool = True,
 ) -> List[str]:
-    if job not in JOBS:
-        raise SubmitError(f"unknown job {job!r}; known jobs: {', '.join(sorted(JOBS))}")
+    check_job(job)
     check_java()
     try:
         find_conf_file("pipeline.yml")
@@ -181,14 +188,9 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, List[str]]:
     return _parser().parse_known_args(argv)
 
 
-def print_help(job: Optional[str]) -> int:
+def print_help(job: str) -> int:
     """The wrapper's options, then the job's own (its parser, in this process: no JVM is started)."""
     _parser().print_help()
-    if job is None:
-        return 0
-    if job not in JOBS:
-        print(f"spark-submit.sh: unknown job {job!r}", file=sys.stderr)
-        return 2
     print(f"\n{job} options (after the job name):", flush=True)
     from jobs import launch
 
@@ -202,11 +204,13 @@ def print_help(job: Optional[str]) -> int:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args, job_args = parse_args(sys.argv[1:] if argv is None else argv)
-    if args.help:
-        return print_help(args.job)
+    if args.help and not args.job:
+        _parser().print_help()
+        return 0
     try:
-        if not args.job:
-            raise SubmitError(f"no job given; known jobs: {', '.join(sorted(JOBS))}")
+        check_job(args.job)
+        if args.help:
+            return print_help(args.job)
         command = build_command(args.job, job_args, args.master, args.profile, args.conf,
                                 build_env=not args.dry_run)
     except SubmitError as exc:
