@@ -96,6 +96,9 @@ def test_a_killed_worker_is_replaced_and_its_replacement_takes_connections_too(w
     log_dir = tmp_path / "logs" / "botify"
     with botify_serve(world, tmp_path, "--workers", "2") as (base, proc):
         port = int(base.rsplit(":", 1)[1])
+        # Both workers announce themselves first: a worker killed while still booting never writes its line, and
+        # the count of three below would wait for it forever (CI on ff94056 killed one 0.0 s after it booted).
+        wait_for_workers(tmp_path / "serve.log", 2)
         before = worker_pids(proc.pid)
         assert len(before) == 2, before
         victim = min(before)
