@@ -15,9 +15,11 @@ positives except the held-out users' targets.
   user has a factor). Its rank, regParam and alpha are chosen on the
   validation users (``evaluate.als.grid``, one knob at a time), as the
   MultiDAE's epoch and knobs are: a tuned model against a tuned model.
-- EASE (Steck 2019): closed form over the items with any training positive,
-  when there are at most ``evaluate.ease.max_items`` of them (it inverts an
-  items x items matrix).
+- EASE (Steck 2019): closed form over the items with any training positive;
+  past ``evaluate.ease.max_items`` of them, over that many with most training
+  positives (it inverts a dense items x items matrix; the others are never
+  recommended). Its ``lambda`` is chosen on the validation users
+  (``evaluate.ease.grid``).
 - MultiDAE: the model version, and with ``--also`` other versions trained on
   the same run and split (e.g. the seed profile and a Mult-VAE).
 
@@ -61,33 +63,57 @@ def toppop_scorer(X: sparse.csr_matrix) -> Scorer:
     return lambda fold_in, user_idx: np.tile(popularity, (len(fold_in), 1))
 
 
-def ease_scorer(X: sparse.csr_matrix, lam: float, max_items: int) -> Optional[Scorer]:
-    """B = I - P diagMat(1/diag(P)), P = (X'X + lam I)^-1, over the items seen in training; None if too many."""
-    seen = np.flatnonzero(np.asarray(X.sum(axis=0)).ravel() > 0)
-    if len(seen) > max_items:
-        log.warning("EASE skipped: %d training items > evaluate.ease.max_items=%d", len(seen), max_items)
-        return None
-    Xs = X[:, seen]
+def ease_items(X: sparse.csr_matrix, max_items: int) -> np.ndarray:
+    """The items EASE models: every item with a training positive or, past ``max_items`` of them, the
+    ``max_items`` with most (its items x items inverse is dense). The rest are never recommended."""
+    popularity = np.asarray(X.sum(axis=0)).ravel()
+    seen = np.flatnonzero(popularity > 0)
+    if len(seen) <= max_items:
+        return seen
+    return np.sort(np.argsort(-popularity, kind="stable")[:max_items])
+
+
+def ease_scorer(X: sparse.csr_matrix, lam: float, items: np.ndarray) -> Scorer:
+    """B = I - P diagMat(1/diag(P)), P = (X'X + lam I)^-1, over ``items``."""
+    Xs = X[:, items]
     # float32: the ridge (lam on the diagonal) keeps the inverse well conditioned, and it halves the memory.
-    gram = (Xs.T @ Xs).toarray().astype(np.float32)
+    gram = (Xs.T @ Xs).toarray().astype(np.float32, copy=False)
     gram[np.diag_indices_from(gram)] += lam
     P = np.linalg.inv(gram)
+    del gram
     B = -P / np.diag(P)
     B[np.diag_indices_from(B)] = 0.0
     position = np.full(X.shape[1], -1, dtype=np.int64)
-    position[seen] = np.arange(len(seen))
+    position[items] = np.arange(len(items))
     n_items = X.shape[1]
 
     def score(fold_in: Sequence[np.ndarray], user_idx: np.ndarray) -> np.ndarray:
         out = np.full((len(fold_in), n_items), -np.inf, dtype=np.float32)
-        rows = np.zeros((len(fold_in), len(seen)), dtype=np.float32)
-        for r, items in enumerate(fold_in):
-            known = position[items]
+        rows = np.zeros((len(fold_in), len(items)), dtype=np.float32)
+        for r, known in enumerate(fold_in):
+            known = position[known]
             rows[r, known[known >= 0]] = 1.0
-        out[:, seen] = rows @ B
+        out[:, items] = rows @ B
         return out
 
     return score
+
+
+def ease_tuned(X: sparse.csr_matrix, settings: Dict, validation: Dict, batch: int) -> Tuple[Scorer, float, List[Dict]]:
+    """EASE with its ``lambda`` chosen on the validation users from ``evaluate.ease.grid``; the chosen scorer,
+    lambda and every fit's validation figures. Only the best scorer is kept: each holds an items x items matrix."""
+    items = ease_items(X, int(settings["max_items"]))
+    best: Tuple[float, Optional[Scorer], float] = (-1.0, None, 0.0)
+    sweep = []
+    for lam in settings["grid"]:
+        scorer = ease_scorer(X, float(lam), items)
+        figures = evaluate_heldout(scorer, validation, batch)
+        sweep.append({"lambda": float(lam), "validation": figures})
+        log.info("EASE lambda %s over %d items: validation %s", lam, len(items), figures)
+        if figures["ndcg@100"] > best[0]:
+            best = (figures["ndcg@100"], scorer, float(lam))
+        del scorer
+    return best[1], best[2], sweep
 
 
 def als_fit(ratings: DataFrame, n_items: int, params: Dict, settings: Dict, users: np.ndarray) -> Scorer:
@@ -142,16 +168,11 @@ def als_tuned(train: DataFrame, n_items: int, settings: Dict, validation: Dict, 
     return fit(best)["scorer"], best, sweep
 
 
-def markdown_table(results: Dict[str, Dict[str, float]], notes: Dict[str, str], settings: Dict[str, str]) -> str:
+def markdown_table(results: Dict[str, Dict[str, float]], settings: Dict[str, str]) -> str:
     lines = ["| model | NDCG@100 | Recall@20 | Recall@50 | settings |", "|---|---|---|---|---|"]
     for name, m in results.items():
         lines.append(f"| {name} | {m['ndcg@100']:.4f} | {m['recall@20']:.4f} | {m['recall@50']:.4f} | {settings.get(name, '')} |")
-    for name, note in notes.items():
-        lines.append(f"| {name} | – | – | – | |")
-    text = "\n".join(lines) + "\n"
-    if notes:
-        text += "\n" + "\n".join(f"- {name}: {note}" for name, note in notes.items()) + "\n"
-    return text
+    return "\n".join(lines) + "\n"
 
 
 def model_label(checkpoint: Dict) -> str:
@@ -194,7 +215,6 @@ def run(spark: SparkSession, config: Dict, model_version: Optional[str] = None, 
     X = train_matrix([np.asarray(r["items"], dtype=np.int64) for r in train.select("items").collect()], n_items)
 
     results: Dict[str, Dict[str, float]] = {}
-    notes: Dict[str, str] = {}
     described: Dict[str, str] = {"TopPop": "training-row popularity"}
     results["TopPop"] = evaluate_heldout(toppop_scorer(X), users, batch)
     with logged_time(log, "ALS sweep"):
@@ -203,18 +223,19 @@ def run(spark: SparkSession, config: Dict, model_version: Optional[str] = None, 
     described["ALS"] = f"implicit, rank {chosen['rank']}, regParam {chosen['reg_param']}, alpha {chosen['alpha']} " \
                        f"(best of {len(sweep)} fits on validation users)"
     log.info("ALS: %s", results["ALS"])
-    ease = ease_scorer(X, float(settings["ease"]["lambda"]), int(settings["ease"]["max_items"]))
-    if ease is None:
-        notes["EASE"] = f"skipped: more than evaluate.ease.max_items={settings['ease']['max_items']} items with a training positive"
-    else:
-        results["EASE"] = evaluate_heldout(ease, users, batch)
-        described["EASE"] = f"lambda {settings['ease']['lambda']}, {int((np.asarray(X.sum(axis=0)).ravel() > 0).sum())} items"
+    with logged_time(log, "EASE sweep"):
+        ease, ease_lambda, ease_sweep = ease_tuned(X, settings["ease"], validation, batch)
+    results["EASE"] = evaluate_heldout(ease, users, batch)
+    seen, modelled = int((np.asarray(X.sum(axis=0)).ravel() > 0).sum()), len(ease_items(X, int(settings["ease"]["max_items"])))
+    described["EASE"] = (f"lambda {ease_lambda:g} (best of {len(ease_sweep)} on validation users), " +
+                         (f"{seen} items" if modelled == seen else f"the {modelled} of {seen} items with most training positives"))
+    del ease
     for name, (scorer, label) in multidae_scorers(storage, config, (model_version, checkpoint), also).items():
         results[name], described[name] = evaluate_heldout(scorer, users, batch), label
-    table = markdown_table(results, notes, described)
+    table = markdown_table(results, described)
     report = {"model_version": model_version, "interactions_run": run_id, "users": role, "n_users": len(users["fold_in"]),
-              "n_items": n_items, "results": results, "settings": described, "skipped": notes,
-              "als": {"chosen": chosen, "sweep": sweep}}
+              "n_items": n_items, "results": results, "settings": described,
+              "als": {"chosen": chosen, "sweep": sweep}, "ease": {"chosen": ease_lambda, "sweep": ease_sweep}}
     final = join(resolve(config, "evaluation"), model_version)
     with atomic_output(storage, final) as tmp:
         storage.write_text(join(tmp, "metrics.md"), f"# Offline evaluation: model {model_version}, {len(users['fold_in'])} {role} users\n\n" + table)

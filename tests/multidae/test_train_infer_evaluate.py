@@ -119,7 +119,7 @@ def test_infer_writes_the_recommendations_contract(spark, trained_root):
 def test_evaluation_table(spark, trained_root):
     root, metrics, _ = trained_root
     grid = "evaluate.als.grid={rank: [4, 8], reg_param: [0.01, 1.0], alpha: [1.0, 10.0]}"
-    report = evaluate_offline.run(spark, tiny_config(root, grid))
+    report = evaluate_offline.run(spark, tiny_config(root, grid, "evaluate.ease.grid=[1.0, 500.0]"))
     results = report["results"]
     assert list(results) == ["TopPop", "ALS", "EASE", "MultiDAE"]
     # ALS was chosen on the validation users: one knob at a time, the chosen fit the best one seen.
@@ -135,11 +135,21 @@ def test_evaluation_table(spark, trained_root):
     assert results["EASE"]["recall@20"] > 2 * results["TopPop"]["recall@20"]
     out = join(root, "evaluation", "v1")
     assert "| EASE |" in fs.read_text(join(out, "metrics.md"))
+    # EASE's lambda, like ALS's knobs, is the best on the validation users.
+    ease = report["ease"]
+    assert len(ease["sweep"]) == 2 and ease["chosen"] == max(ease["sweep"], key=lambda f: f["validation"]["ndcg@100"])["lambda"]
     assert json.loads(fs.read_text(join(out, "metrics.json")))["results"] == results
 
 
-def test_ease_skipped_when_items_do_not_fit():
+def test_ease_models_the_most_popular_items_when_the_seen_ones_do_not_fit():
+    # Item 2 has two training positives, items 0, 1 and 3 one each, items 4-9 none.
     X = evaluate_offline.train_matrix([np.array([0, 1, 2]), np.array([2, 3])], 10)
-    assert evaluate_offline.ease_scorer(X, 1.0, max_items=3) is None
-    scores = evaluate_offline.ease_scorer(X, 1.0, max_items=4)([np.array([2])], np.array([0]))
-    assert scores.shape == (1, 10) and np.isneginf(scores[0, 5]) and scores[0, 2] == 0.0
+    assert evaluate_offline.ease_items(X, max_items=4).tolist() == [0, 1, 2, 3]  # every seen item fits
+    top = evaluate_offline.ease_items(X, max_items=2)
+    assert top.tolist() == [0, 2]  # the most popular, ties by item id
+    scores = evaluate_offline.ease_scorer(X, 1.0, top)([np.array([2])], np.array([0]))
+    # Only modelled items get a score; the fold-in item's own weight is zero (EASE's zero diagonal).
+    assert scores.shape == (1, 10) and np.isneginf(scores[0, [1, 3, 4, 9]]).all() and scores[0, 2] == 0.0
+    assert np.isfinite(scores[0, 0]) and scores[0, 0] > 0  # 0 and 2 were listened to together
+
+
