@@ -99,9 +99,9 @@ def ease_scorer(X: sparse.csr_matrix, lam: float, items: np.ndarray) -> Scorer:
     return score
 
 
-def ease_tuned(X: sparse.csr_matrix, settings: Dict, validation: Dict, batch: int) -> Tuple[Scorer, float, List[Dict]]:
-    """EASE with its ``lambda`` chosen on the validation users from ``evaluate.ease.grid``; the chosen scorer,
-    lambda and every fit's validation figures. Only the best scorer is kept: each holds an items x items matrix."""
+def ease_tuned(X: sparse.csr_matrix, settings: Dict, validation: Dict, batch: int) -> Tuple[Scorer, Dict, List[Dict]]:
+    """EASE with its ``lambda`` chosen on the validation users from ``evaluate.ease.grid``: the chosen scorer,
+    ``{"lambda", "items"}`` (how many items it models) and every fit's validation figures."""
     items = ease_items(X, int(settings["max_items"]))
     best: Tuple[float, Optional[Scorer], float] = (-1.0, None, 0.0)
     sweep = []
@@ -112,8 +112,8 @@ def ease_tuned(X: sparse.csr_matrix, settings: Dict, validation: Dict, batch: in
         log.info("EASE lambda %s over %d items: validation %s", lam, len(items), figures)
         if figures["ndcg@100"] > best[0]:
             best = (figures["ndcg@100"], scorer, float(lam))
-        del scorer
-    return best[1], best[2], sweep
+        del scorer  # each holds an items x items matrix: only the best stays alive through the next inverse
+    return best[1], {"lambda": best[2], "items": len(items)}, sweep
 
 
 def als_fit(ratings: DataFrame, n_items: int, params: Dict, settings: Dict, users: np.ndarray) -> Scorer:
@@ -224,18 +224,18 @@ def run(spark: SparkSession, config: Dict, model_version: Optional[str] = None, 
                        f"(best of {len(sweep)} fits on validation users)"
     log.info("ALS: %s", results["ALS"])
     with logged_time(log, "EASE sweep"):
-        ease, ease_lambda, ease_sweep = ease_tuned(X, settings["ease"], validation, batch)
+        ease, ease_chosen, ease_sweep = ease_tuned(X, settings["ease"], validation, batch)
     results["EASE"] = evaluate_heldout(ease, users, batch)
-    seen, modelled = int((np.asarray(X.sum(axis=0)).ravel() > 0).sum()), len(ease_items(X, int(settings["ease"]["max_items"])))
-    described["EASE"] = (f"lambda {ease_lambda:g} (best of {len(ease_sweep)} on validation users), " +
-                         (f"{seen} items" if modelled == seen else f"the {modelled} of {seen} items with most training positives"))
     del ease
+    seen = int((np.asarray(X.sum(axis=0)).ravel() > 0).sum())
+    described["EASE"] = f"lambda {ease_chosen['lambda']:g} (best of {len(ease_sweep)} on validation users), " + (
+        f"{seen} items" if ease_chosen["items"] == seen else f"the {ease_chosen['items']} of {seen} items with most training positives")
     for name, (scorer, label) in multidae_scorers(storage, config, (model_version, checkpoint), also).items():
         results[name], described[name] = evaluate_heldout(scorer, users, batch), label
     table = markdown_table(results, described)
     report = {"model_version": model_version, "interactions_run": run_id, "users": role, "n_users": len(users["fold_in"]),
               "n_items": n_items, "results": results, "settings": described,
-              "als": {"chosen": chosen, "sweep": sweep}, "ease": {"chosen": ease_lambda, "sweep": ease_sweep}}
+              "als": {"chosen": chosen, "sweep": sweep}, "ease": {"chosen": ease_chosen, "sweep": ease_sweep}}
     final = join(resolve(config, "evaluation"), model_version)
     with atomic_output(storage, final) as tmp:
         storage.write_text(join(tmp, "metrics.md"), f"# Offline evaluation: model {model_version}, {len(users['fold_in'])} {role} users\n\n" + table)

@@ -137,7 +137,7 @@ def test_evaluation_table(spark, trained_root):
     assert "| EASE |" in fs.read_text(join(out, "metrics.md"))
     # EASE's lambda, like ALS's knobs, is the best on the validation users.
     ease = report["ease"]
-    assert len(ease["sweep"]) == 2 and ease["chosen"] == max(ease["sweep"], key=lambda f: f["validation"]["ndcg@100"])["lambda"]
+    assert len(ease["sweep"]) == 2 and ease["chosen"]["lambda"] == max(ease["sweep"], key=lambda f: f["validation"]["ndcg@100"])["lambda"]
     assert json.loads(fs.read_text(join(out, "metrics.json")))["results"] == results
 
 
