@@ -76,6 +76,8 @@ def ease_items(X: sparse.csr_matrix, max_items: int) -> np.ndarray:
 def ease_scorer(X: sparse.csr_matrix, lam: float, items: np.ndarray) -> Scorer:
     """B = I - P diagMat(1/diag(P)), P = (X'X + lam I)^-1, over ``items``."""
     Xs = X[:, items]
+    # The Gram matrix is rebuilt for each lambda of a sweep: the sparse product takes seconds beside the inverse's
+    # minutes, and keeping one copy across the sweep would hold another items x items matrix in memory.
     # float32: the ridge (lam on the diagonal) keeps the inverse well conditioned, and it halves the memory.
     gram = (Xs.T @ Xs).toarray().astype(np.float32, copy=False)
     gram[np.diag_indices_from(gram)] += lam
@@ -90,8 +92,8 @@ def ease_scorer(X: sparse.csr_matrix, lam: float, items: np.ndarray) -> Scorer:
     def score(fold_in: Sequence[np.ndarray], user_idx: np.ndarray) -> np.ndarray:
         out = np.full((len(fold_in), n_items), -np.inf, dtype=np.float32)
         rows = np.zeros((len(fold_in), len(items)), dtype=np.float32)
-        for r, known in enumerate(fold_in):
-            known = position[known]
+        for r, listened in enumerate(fold_in):
+            known = position[listened]
             rows[r, known[known >= 0]] = 1.0
         out[:, items] = rows @ B
         return out
