@@ -22,6 +22,7 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from common.event_line import event, to_line
 from common.experiments import assign
 from sim.catalog import TrackCatalog, UserCatalog
 from sim.env import MusicEnv
@@ -95,13 +96,10 @@ def generate(
     env = MusicEnv(track_catalog, user_catalog, max_steps=max_session_steps)
     agent = make_agent(policy, user_catalog)
     os.makedirs(out_dir, exist_ok=True)
-    # Treatments depend only on the user: compute each user's JSON fragment once.
-    fragments = {
-        u.user: json.dumps({name: assign(u.user, name, split) for name, split in experiments.items()},
-                           separators=(",", ":"))
-        for u in user_catalog.users
-    }
-    writer = _FileWriter(env, agent, track_catalog, fragments, first_track_time)
+    # Treatments depend only on the user: assign them once per user.
+    treatments = {u.user: {name: assign(u.user, name, split) for name, split in experiments.items()}
+                  for u in user_catalog.users}
+    writer = _FileWriter(env, agent, track_catalog, treatments, first_track_time)
     written = 0
     per_file = -(-events // files) if files > 0 else 0
     bar = tqdm(total=events, unit="ev", unit_scale=True, disable=not progress, desc=f"bulk logs ({policy})")
@@ -118,10 +116,10 @@ def generate(
 class _FileWriter:
     """Plays sessions into one file after another; the clock runs on across files, as one botify's would."""
 
-    def __init__(self, env: MusicEnv, agent, track_catalog: TrackCatalog, fragments: Dict[int, str],
+    def __init__(self, env: MusicEnv, agent, track_catalog: TrackCatalog, treatments: Dict[int, Dict[str, str]],
                  first_track_time: float):
         self.env, self.agent, self.track_catalog = env, agent, track_catalog
-        self.fragments = fragments
+        self.treatments = treatments
         self.first_track_time = first_track_time
         self.clock = 1_700_000_000_000
 
@@ -152,24 +150,19 @@ class _FileWriter:
         observation, _ = env.reset()
         agent.start(env, rng)
         session = env.session
-        fragment = self.fragments[observation["user"]]
         user = observation["user"]
+        treatments = self.treatments[user]
         reward = self.first_track_time
         while True:
             track = observation["track"]
             self.clock += gaps[count]
             # The session's last event: budget spent, step guard hit, or this file is full.
             closing = session.finished or session.truncated or count == n - 1
-            if closing:
-                rec = "null"
-            else:
-                nxt = agent.recommend(observation, reward)
-                rec = str(nxt)
-            chunk.append(
-                '{"message":"%s","timestamp":%d,"user":%d,"track":%d,"time":%.2f,"latency":%.6f,'
-                '"recommendation":%s,"experiments":%s}\n'
-                % ("last" if closing else "next", self.clock, user, track, reward, latencies[count], rec, fragment)
-            )
+            nxt = None if closing else int(agent.recommend(observation, reward))
+            # Times to the centisecond keep 13M-event logs small; the line itself is botify's (common.event_line).
+            message = "last" if closing else "next"
+            chunk.append(to_line(event(message, self.clock, user, int(track), round(float(reward), 2), latencies[count],
+                                       nxt, treatments)))
             count += 1
             if closing:
                 return count

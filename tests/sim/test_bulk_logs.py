@@ -125,3 +125,14 @@ def test_first_track_time_is_logged_as_asked(tmp_path):
     for sa, sb in zip(a, b):
         assert sa[0]["time"] == 0.0 and sb[0]["time"] == 1.0
         assert [e["time"] for e in sa[1:]] == [e["time"] for e in sb[1:]]
+
+
+def test_every_line_is_the_shared_formatters_own(logs):
+    """One formatter for every log writer: each bulk line is exactly what common.event_line writes for its event."""
+    from common.event_line import event, to_line
+
+    root, _ = logs
+    for path in sorted((root / "logs").glob("part-*.jsonl")):
+        for line in path.read_text().splitlines(keepends=True):
+            e = json.loads(line)
+            assert to_line(event(**{k: e[k] for k in FIELDS})) == line
