@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from typing import Mapping, Optional
+from urllib.parse import urlparse
 
 from common.config import add_config_arguments, load_yaml
 
@@ -23,21 +25,54 @@ def load_profile(profile: str) -> dict:
 def get_session(app_name: str, profile: str = "local", extra_conf: Optional[Mapping[str, str]] = None):
     from pyspark.sql import SparkSession
 
+    from common import run_record
+
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
+    started = time.perf_counter()
     builder = SparkSession.builder.appName(app_name)
     under_submit = "PYSPARK_GATEWAY_PORT" in os.environ  # set by spark-submit for the driver
-    if not under_submit:
+    settings = dict(extra_conf or {})
+    if under_submit:
+        make_submitted_event_log_dir()
+    else:
         # Python workers must run this interpreter (the venv), not whatever python3 is on PATH.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         spec = load_profile(profile)
         builder = builder.master(str(spec["master"]))
-        for key, value in spec["conf"].items():
-            builder = builder.config(key, str(value))
-    for key, value in (extra_conf or {}).items():
+        settings = {**spec["conf"], **settings}
+        make_local_event_log_dir(settings)
+    for key, value in settings.items():
         builder = builder.config(key, str(value))
-    return builder.getOrCreate()
+    session = builder.getOrCreate()
+    run_record.session_started(session, time.perf_counter() - started)
+    return session
+
+
+# Spark refuses to start when spark.eventLog.dir does not exist; a fresh machine or HDFS has none yet.
+def make_local_event_log_dir(conf: Mapping[str, object]) -> None:
+    if str(conf.get("spark.eventLog.enabled", "false")).lower() != "true":
+        return
+    parsed = urlparse(str(conf.get("spark.eventLog.dir", "/tmp/spark-events")))
+    if parsed.scheme in ("", "file"):
+        os.makedirs(parsed.path, exist_ok=True)
+
+
+def make_submitted_event_log_dir() -> None:
+    """Under spark-submit the conf is the JVM's: create the directory there, through Hadoop (``hdfs://`` too)."""
+    from pyspark import SparkContext
+
+    SparkContext._ensure_initialized()
+    jvm = SparkContext._jvm
+    conf = jvm.org.apache.spark.SparkConf(True)
+    if conf.get("spark.eventLog.enabled", "false").lower() != "true":
+        return
+    directory = jvm.org.apache.spark.util.Utils.resolveURI(conf.get("spark.eventLog.dir", "/tmp/spark-events"))
+    path = jvm.org.apache.hadoop.fs.Path(directory)
+    fs = path.getFileSystem(jvm.org.apache.spark.deploy.SparkHadoopUtil.get().newConfiguration(conf))
+    if not fs.exists(path):
+        fs.mkdirs(path)
 
 
 def add_job_arguments(parser, run: bool = False) -> None:

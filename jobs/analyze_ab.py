@@ -42,7 +42,7 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from common import ab_stats, event_log
+from common import ab_stats, event_log, run_record
 from common.config import ConfigError, load_config, load_yaml
 from common.experiments import treatment_names
 from common.manifest import write_manifest
@@ -365,8 +365,7 @@ def session_facts(counts: dict, loaded: event_log.LoadedEvents, trailing: str, a
     return {
         "lines": loaded.lines,
         "malformed_lines": sum(loaded.malformed.values()),
-        "duplicates_dropped": (loaded.duplicates if loaded.deduplicated
-                               else loaded.valid_lines - sum(int(r["events"]) for r in counts.values())),
+        "duplicates_dropped": loaded.valid_lines - sum(int(r["events"]) for r in counts.values()),
         "events": int(sum(int(r["events"]) for r in analysed)),
         "analysed_sessions": int(sum(int(r["sessions"]) for r in analysed)),
         "analysed_users": analysed_users,
@@ -397,8 +396,9 @@ def compare_arms(users: DataFrame, settings: dict, input_uri: str, experiment: s
 def cuped_analysis(spark: SparkSession, storage: HadoopStorage, settings: dict, users: DataFrame, control: str,
                    pre_uri: str, quarantine_uri: str, trailing: str) -> dict:
     """Effects with CUPED from the pre-period logs at ``pre_uri`` (their bad lines quarantined like the A/B's)."""
-    pre = event_log.load(spark, storage, pre_uri, quarantine_uri, float(settings["max_error_ratio"]))
-    covariates = user_covariates(pre.events, trailing, bool(settings.get("dedupe", True)) and not pre.deduplicated)
+    pre = event_log.load(spark, storage, pre_uri, quarantine_uri, float(settings["max_error_ratio"]),
+                         dedupe=bool(settings.get("dedupe", True)))
+    covariates = user_covariates(pre.events, trailing, dedupe=False)  # load dropped the copies
     adjusted, variance = ab_stats.cuped(cuped_sums(users, covariates))
     effects = ab_stats.compare(adjusted, control, alpha=float(settings["alpha"]), power=float(settings["power"]),
                                metrics=METRICS)
@@ -416,13 +416,14 @@ def run(spark: SparkSession, config: dict, input_uri: str, experiment: str, cont
     root = resolve(config, "")
     storage = HadoopStorage(spark)
     loaded = event_log.load(spark, storage, input_uri, join(root, "quarantine", "analyze_ab", experiment, run_id),
-                            float(settings["max_error_ratio"]))
-    dedupe = bool(settings.get("dedupe", True)) and not loaded.deduplicated  # staged events are deduplicated already
-    sessions = sessionize(with_treatment(loaded.events, experiment), dedupe).persist()
-    counts = count_sessions(sessions)
+                            float(settings["max_error_ratio"]), dedupe=bool(settings.get("dedupe", True)))
+    sessions = sessionize(with_treatment(loaded.events, experiment), dedupe=False).persist()  # load dropped the copies
+    with run_record.stage("sessions"):
+        counts = count_sessions(sessions)
     kept = analysed_sessions(sessions, trailing)
     users = user_metrics(kept).persist()
-    summary, per_treatment, effects, srm = compare_arms(users, settings, input_uri, experiment, control)
+    with run_record.stage("effects"):
+        summary, per_treatment, effects, srm = compare_arms(users, settings, input_uri, experiment, control)
     # The histogram's range from the same pass that counted sessions (p99 of the analysed groups).
     top = max((float(r["p99"]) for (status, complete), r in counts.items()
                if status == "ok" and (complete or trailing == "keep") and r["p99"] is not None), default=None)
@@ -457,7 +458,13 @@ def run(spark: SparkSession, config: dict, input_uri: str, experiment: str, cont
                                                            cuped["variance"]["variance_reduction"]))},
     }
     final = join(root, "ab", experiment, run_id)
-    manifest = publish(storage, final, files, users, manifest)
+    with run_record.stage("publish"):
+        manifest = publish(storage, final, files, users, manifest)
+    run_record.read("event log lines", input_uri, loaded.lines)
+    run_record.quarantined({} if loaded.deduplicated else loaded.malformed)  # staged: staging quarantined them
+    if cuped:
+        run_record.read("pre-period event log lines", pre_uri, cuped["pre_lines"])
+    run_record.wrote("user_metrics", join(final, "user_metrics"), spark.read.parquet(join(final, "user_metrics")).count())
     write_pointer(storage, join(root, "ab", experiment, "LATEST"), run_id)
     loaded.release()
     for df in (sessions, users):

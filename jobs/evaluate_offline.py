@@ -37,6 +37,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from scipy import sparse
 
+from common import run_record
 from common.checkpoint import load_checkpoint, model_from_checkpoint
 from common.config import load_config
 from common.evaluation import Scorer, evaluate_heldout, model_scorer
@@ -44,7 +45,6 @@ from common.heldout_split import build_split, collect_heldout
 from common.interactions_run import interactions_dir
 from common.paths import resolve
 from common.spark import add_job_arguments, get_session
-from common.stopwatch import logged_time
 from common.storage import HadoopStorage, atomic_output, join
 
 log = logging.getLogger(__name__)
@@ -219,13 +219,13 @@ def run(spark: SparkSession, config: Dict, model_version: Optional[str] = None, 
     results: Dict[str, Dict[str, float]] = {}
     described: Dict[str, str] = {"TopPop": "training-row popularity"}
     results["TopPop"] = evaluate_heldout(toppop_scorer(X), users, batch)
-    with logged_time(log, "ALS sweep"):
+    with run_record.stage("ALS sweep", "ALS sweep"):
         als, chosen, sweep = als_tuned(train, n_items, settings["als"], validation, users["user_idx"], batch)
     results["ALS"] = evaluate_heldout(als, users, batch)
     described["ALS"] = f"implicit, rank {chosen['rank']}, regParam {chosen['reg_param']}, alpha {chosen['alpha']} " \
                        f"(best of {len(sweep)} fits on validation users)"
     log.info("ALS: %s", results["ALS"])
-    with logged_time(log, "EASE sweep"):
+    with run_record.stage("EASE sweep", "EASE sweep"):
         ease, ease_chosen, ease_sweep = ease_tuned(X, settings["ease"], validation, batch)
     results["EASE"] = evaluate_heldout(ease, users, batch)
     del ease
@@ -244,6 +244,8 @@ def run(spark: SparkSession, config: Dict, model_version: Optional[str] = None, 
         storage.write_text(join(tmp, "metrics.json"), json.dumps(report, indent=2))
     train.unpersist()
     heldout.unpersist()
+    run_record.read(f"{role} users", join(run_uri, "interactions"), len(users["fold_in"]))
+    run_record.wrote("evaluation", final, len(results))
     report["markdown"] = table
     return report
 

@@ -26,11 +26,13 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, FloatType, LongType, StructField, StructType
 
+from common import run_record
 from common.checkpoint import from_bytes, model_from_checkpoint, read_model
 from common.config import load_config
 from common.heldout_split import positives_by_user
 from common.interactions_run import interactions_dir
 from common.manifest import sha256
+from common.paths import resolve
 from common.recommendations import publish
 from common.spark import add_job_arguments, get_session
 from common.storage import HadoopStorage, join
@@ -125,12 +127,15 @@ def run(spark: SparkSession, config: Dict, model_version: Optional[str] = None, 
                        int(settings["batch_size"]), int(settings["torch_threads"])).drop("scores")
     top_json = storage.read_bytes(join(run_uri, "top_tracks.json"))
 
-    manifest = publish(storage, config, recs, top_json, version, {
-        "model_version": model_version,
-        "interactions_run": run_id,
-        "top_k": int(settings["top_k"]),
-        "exclude_consumed": bool(settings["exclude_consumed"]),
-    })
+    with run_record.stage("score and publish"):
+        manifest = publish(storage, config, recs, top_json, version, {
+            "model_version": model_version,
+            "interactions_run": run_id,
+            "top_k": int(settings["top_k"]),
+            "exclude_consumed": bool(settings["exclude_consumed"]),
+        })
+    run_record.read("users", join(run_uri, "users"), spark.read.parquet(join(run_uri, "users")).count())
+    run_record.wrote("recommendations", join(resolve(config, "recommendations"), version), manifest["row_count"])
     log.info("recommendations %s: %d users from model %s", version, manifest["row_count"], model_version)
     return manifest
 
@@ -148,6 +153,7 @@ def main(argv: Sequence[str] = ()) -> int:
     args = parse_args(argv)
     overrides = list(args.overrides) + (["infer.exclude_consumed=true"] if args.exclude_consumed else [])
     config = load_config(args.config, overrides)
+    run_record.configured(config)
     spark = get_session("infer_recommendations", args.profile)
     manifest = run(spark, config, args.model_version, args.version)
     print(json.dumps({k: manifest[k] for k in ("model_version", "row_count", "interactions_run")}))

@@ -1,7 +1,9 @@
-"""spark-submit entry file: ``launch.py <job> [args]`` runs ``jobs.<job>.main(args)``.
+"""spark-submit entry file: ``launch.py <job> [--record-id ID] [args]`` runs ``jobs.<job>.main(args)``.
 
 spark-submit needs one Python file as its primary resource; the job modules
-themselves travel in the code zip passed with ``--py-files``.
+themselves travel in the code zip passed with ``--py-files``. Every run leaves
+a run record, ``<root>/runs/<job>/<ID>.json`` (common.run_record; ``--record-id``
+names it, default: its start time and a random suffix).
 """
 import importlib
 import logging
@@ -9,6 +11,7 @@ import sys
 
 
 def run(argv):
+    from common import run_record
     from common.config import ConfigError
     from common.event_log import TooManyMalformed
     from jobs import JOBS
@@ -20,7 +23,14 @@ def run(argv):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     module = importlib.import_module(JOBS[argv[0]])
     try:
-        return module.main(argv[1:]) or 0
+        record_id, job_args = run_record.split_record_id(argv[1:])
+    except ValueError as exc:
+        print(f"{argv[0]}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        with run_record.recording(argv[0], job_args, record_id) as record:
+            record.exit_code = module.main(job_args) or 0
+        return record.exit_code
     except (ConfigError, TooManyMalformed, FileNotFoundError) as exc:
         # Bad input or configuration: one clear line, not a traceback.
         print(f"{argv[0]} failed: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -32,7 +32,7 @@ from typing import Dict, Sequence
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from common import event_log, sessions
+from common import event_log, run_record, sessions
 from common.config import load_config
 from common.manifest import now_iso
 from common.paths import resolve
@@ -96,17 +96,20 @@ def run(spark: SparkSession, config: dict, input_uri: str, dataset: str, run_id:
     storage = HadoopStorage(spark)
     dataset_uri = join(root, "events", dataset)
     sweep(storage, dataset_uri)
-    loaded = event_log.load_events(spark, storage, input_uri, join(root, "quarantine", "stage_events", dataset, run_id),
-                                   float(config["stage"]["max_error_ratio"]))
-    valid_per_date = {r["date"]: r["count"] for r in
-                      loaded.events.groupBy(event_log.event_date().alias("date")).count().collect()}
+    with run_record.stage("read"):
+        loaded = event_log.load_events(spark, storage, input_uri,
+                                       join(root, "quarantine", "stage_events", dataset, run_id),
+                                       float(config["stage"]["max_error_ratio"]))
+        valid_per_date = {r["date"]: r["count"] for r in
+                          loaded.events.groupBy(event_log.event_date().alias("date")).count().collect()}
     token = uuid.uuid4().hex[:12]
     staged_tmp = join(dataset_uri, f"_tmp-stage-{token}")
     try:
-        staged_rows(loaded.events).write.partitionBy("date").parquet(staged_tmp)
-        # Counts from what was written, not from the plan that wrote it.
-        staged_per_date = {r["date"]: r["count"] for r in
-                           spark.read.schema(event_log.STAGED_SCHEMA).parquet(staged_tmp).groupBy("date").count().collect()}
+        with run_record.stage("write"):
+            staged_rows(loaded.events).write.partitionBy("date").parquet(staged_tmp)
+            # Counts from what was written, not from the plan that wrote it.
+            staged_per_date = {r["date"]: r["count"] for r in spark.read.schema(event_log.STAGED_SCHEMA)
+                               .parquet(staged_tmp).groupBy("date").count().collect()}
     except BaseException:
         storage.delete(staged_tmp)
         raise
@@ -122,6 +125,10 @@ def run(spark: SparkSession, config: dict, input_uri: str, dataset: str, run_id:
     manifest = merged_manifest(previous, run_id, run_facts, dates)
     storage.write_atomically(join(dataset_uri, event_log.STAGED_MANIFEST),
                              json.dumps(manifest, indent=2, sort_keys=True).encode())
+    run_record.read("event log lines", input_uri, loaded.lines)
+    run_record.quarantined(loaded.malformed)
+    for date, facts in dates.items():
+        run_record.wrote(f"events date={date}", join(dataset_uri, f"date={date}"), facts["events"])
     log.info("staged %s -> %s: %d lines, %d events over %d dates", input_uri, dataset_uri, loaded.lines,
              sum(d["events"] for d in dates.values()), len(dates))
     return {"dataset": dataset_uri, "run": run_id, "lines": loaded.lines, "malformed": loaded.malformed,

@@ -28,10 +28,12 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, LongType, StructField, StructType
 
+from common import run_record
 from common.als import fit_als, implicit_ratings
 from common.config import load_config
 from common.heldout_split import positives_by_user
 from common.interactions_run import interactions_dir, item_index
+from common.paths import resolve
 from common.recommendations import publish
 from common.spark import add_job_arguments, get_session
 from common.storage import HadoopStorage, join
@@ -115,7 +117,8 @@ def run(spark: SparkSession, config: Dict, interactions_run: Optional[str] = Non
     positives = positives_by_user(spark.read.parquet(join(run_uri, "interactions")),
                                   bool(config["multidae"]["session_starts"])).cache()
     ratings = implicit_ratings(positives).cache()
-    model = fit_als(ratings, settings, settings)
+    with run_record.stage("fit"):
+        model = fit_als(ratings, settings, settings)
     track_ids = item_index(spark, run_uri)
     item_factors, known = dense_item_factors(model.itemFactors.collect(), len(track_ids), int(settings["rank"]))
     users = (spark.read.parquet(join(run_uri, "users")).select("user", "user_idx")
@@ -125,15 +128,18 @@ def run(spark: SparkSession, config: Dict, interactions_run: Optional[str] = Non
                        int(settings["batch_size"]), exclude_consumed)
     version = version or f"als-{run_id}"
     params = {key: settings[key] for key in ("rank", "reg_param", "alpha", "max_iter", "seed")}
-    manifest = publish(storage, config, recs, storage.read_bytes(join(run_uri, "top_tracks.json")), version, {
-        "model_version": version,
-        "model": "als",
-        "als": params,
-        "interactions_run": run_id,
-        "session_starts": bool(config["multidae"]["session_starts"]),
-        "top_k": k,
-        "exclude_consumed": exclude_consumed,
-    }, pointer=str(settings["pointer"]))
+    with run_record.stage("score and publish"):
+        manifest = publish(storage, config, recs, storage.read_bytes(join(run_uri, "top_tracks.json")), version, {
+            "model_version": version,
+            "model": "als",
+            "als": params,
+            "interactions_run": run_id,
+            "session_starts": bool(config["multidae"]["session_starts"]),
+            "top_k": k,
+            "exclude_consumed": exclude_consumed,
+        }, pointer=str(settings["pointer"]))
+    run_record.read("users with positives", join(run_uri, "interactions"), positives.count())
+    run_record.wrote("recommendations", join(resolve(config, "recommendations"), version), manifest["row_count"])
     ratings.unpersist()
     positives.unpersist()
     return manifest

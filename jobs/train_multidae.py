@@ -43,6 +43,7 @@ from common.manifest import sha256, write_manifest
 from common.model import MultiDAE
 from common.paths import resolve
 from common.spark import add_job_arguments, get_session
+from common import run_record
 from common.stopwatch import logged_time
 from common.storage import HadoopStorage, atomic_output, join, write_pointer
 from common.training import Knobs, load_training_config, with_profile
@@ -201,12 +202,16 @@ def publish(spark: SparkSession, config: Dict, version: str, data: Prepared, tra
 
 def run(spark: SparkSession, config: Dict, version: str, interactions_run: Optional[str] = None) -> Dict:
     storage = HadoopStorage(spark)
-    with logged_time(log, "split and held-out users prepared"):
+    with run_record.stage("split", "split and held-out users prepared"):
         data = prepare(spark, storage, config, interactions_run)
+    run_record.read("training users", data.run_id, data.n_train)
     try:
-        trained = train(spark, config, version, data)
-        with logged_time(log, "published"):
-            return publish(spark, config, version, data, trained)
+        with run_record.stage("train"):
+            trained = train(spark, config, version, data)
+        with run_record.stage("publish", "published"):
+            metrics = publish(spark, config, version, data, trained)
+        run_record.wrote("model", model_dir(config, version), None)
+        return metrics
     finally:
         data.heldout.unpersist()
 
@@ -246,6 +251,7 @@ def main(argv: Sequence[str] = ()) -> int:
     if args.use_gpu is not None:
         overrides.append(f"multidae.distributor.use_gpu={args.use_gpu}")
     config = load_training_config(args.config, overrides)
+    run_record.configured(config)
     version = args.version or dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     with logged_time(log, "Spark session"):
         spark = get_session("train_multidae", args.profile)

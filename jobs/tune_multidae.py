@@ -30,6 +30,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 from pyspark.sql import SparkSession
 
+from common import run_record
 from common.heldout_split import build_split, collect_heldout
 from common.interactions_run import interactions_dir, item_index
 from common.manifest import write_manifest
@@ -152,6 +153,8 @@ def run(spark: SparkSession, config: Dict, run_id: str, trials: int) -> Dict:
         write_manifest(storage, tmp, {"job": "tune_multidae", "run": run_id, "interactions_run": interactions,
                                       "trials": len(rows), "winner": winner["knobs"]})
     storage.delete(work_uri)
+    run_record.read("training users", interactions, len(train_lists))
+    run_record.wrote("trials", out, len(rows))
     return {"report": report, "winner": winner, "table": table, "uri": out}
 
 
@@ -167,6 +170,7 @@ def main(argv: Sequence[str] = ()) -> int:
     args = parse_args(argv)
     overrides = list(args.overrides) + ([f"multidae.profile={args.model_profile}"] if args.model_profile else [])
     config = load_training_config(args.config, overrides)
+    run_record.configured(config)
     trials = args.trials or int(config["multidae"]["tune"]["trials"])
     if trials < 1:
         raise ValueError("--trials must be at least 1")

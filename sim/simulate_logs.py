@@ -40,6 +40,7 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence
 
+from common import run_record
 from common.config import ConfigError, load_config
 from common.event_line import event, to_line
 from common.manifest import sha256, write_manifest
@@ -238,11 +239,15 @@ def run(spark, config: dict, args: argparse.Namespace) -> dict:
     log.info("simulating %d sessions in %d tasks (experiments %s, TopPop list: %s)", args.sessions, partitions,
              ",".join(plan.active), top_uri or "none, TopPop serves Random")
     final = resolve(config, join("logs", args.dataset))
-    return publish(storage, simulate(spark, world_files, plan, args.sessions, partitions), final, {
-        "sessions": args.sessions, "seed": args.seed, "experiments": plan.active, "top_tracks": top_uri,
-        "first_track_time": plan.first_track_time, "max_session_steps": plan.max_steps, "world": world_uri,
-        "world_sha256": sha256(b"".join(world_files[name] for name in WORLD_FILES)), "partitions": partitions,
-    })
+    with run_record.stage("simulate and publish"):
+        manifest = publish(storage, simulate(spark, world_files, plan, args.sessions, partitions), final, {
+            "sessions": args.sessions, "seed": args.seed, "experiments": plan.active, "top_tracks": top_uri,
+            "first_track_time": plan.first_track_time, "max_session_steps": plan.max_steps, "world": world_uri,
+            "world_sha256": sha256(b"".join(world_files[name] for name in WORLD_FILES)), "partitions": partitions,
+        })
+    run_record.read("world tracks", world_uri, n_tracks)
+    run_record.wrote("event log lines", final, manifest["events"])
+    return manifest
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
