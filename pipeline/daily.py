@@ -8,7 +8,10 @@ they hold replaced), extract_interactions and analyze_ab on the staged events,
 train_multidae, infer_recommendations, and botify reload. Every output is named after the date, so a re-run for the same
 date replaces that day's outputs instead of duplicating them. A lock file
 keeps two runs from overlapping; each step writes its own log; the first
-failing step stops the run with a non-zero exit.
+failing step stops the run with a non-zero exit naming it. At the end the
+night is printed as one table from the steps' run records
+(``<root>/runs/<job>/<start>-daily-<date>.json``, common.run_record); a step
+skipped by ``--from-step`` shows the record of its last run for the date.
 """
 from __future__ import annotations
 
@@ -22,7 +25,9 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+from common import run_record
 from common.config import add_config_arguments, load_config
+from common.storage import FsspecStorage, to_uri
 from pipeline import processes
 from pipeline.processes import REPO, StepFailed, command
 
@@ -31,8 +36,10 @@ log = logging.getLogger("daily")
 STEPS = ("upload", "stage_events", "extract_interactions", "train_multidae", "infer_recommendations", "analyze_ab", "reload")
 
 
-def step_commands(config: dict, date: str, master: str, overrides: List[str]) -> Dict[str, List[str]]:
-    """The argv of each step for ``date`` (pure: tested without running anything)."""
+def step_commands(config: dict, date: str, master: str, overrides: List[str],
+                  record_id: Optional[str] = None) -> Dict[str, List[str]]:
+    """The argv of each step for ``date`` (pure: tested without running anything); Spark steps name their
+    run record ``record_id``."""
     daily = config["daily"]
     sets: List[str] = []
     for item in overrides:
@@ -40,7 +47,8 @@ def step_commands(config: dict, date: str, master: str, overrides: List[str]) ->
     submit = [str(REPO / "spark-submit.sh")]
     master_args = ["--master", master]
     staged = f"events/{daily['dataset']}"
-    return {
+    record = ["--record-id", record_id] if record_id else []
+    commands = {
         "upload": [command("botify-upload"), daily["dataset"], "--log-dir", daily["botify_log_dir"],
                    "--no-progress", *sets],
         "stage_events": [*submit, "stage_events", *master_args, "--run", date, "--input", f"logs/{daily['dataset']}",
@@ -53,6 +61,79 @@ def step_commands(config: dict, date: str, master: str, overrides: List[str]) ->
                        "--control", daily["control"], "--input", staged, "--run", date, *sets],
         "reload": [command("botify"), "reload", "--url", daily["botify_url"], "--version", date],
     }
+    return {name: argv + record if argv[0] == submit[0] else argv for name, argv in commands.items()}
+
+
+def spark_job(argv: Sequence[str]) -> Optional[str]:
+    """The job a step's command submits (None for a step that is not a Spark job)."""
+    return argv[1] if Path(argv[0]).name == "spark-submit.sh" else None
+
+
+# ---- the night's table ----------------------------------------------------------------------
+
+COLUMNS = ("step", "status", "seconds", "rows read", "rows written", "quarantined", "run record")
+
+
+def _rows(entries: Sequence[dict]) -> str:
+    counted = [e["rows"] for e in entries if e.get("rows") is not None]
+    return f"{sum(counted):,}" if counted else "-"
+
+
+def night_row(step: str, ran: Optional[dict], record: Optional[dict]) -> dict:
+    """One step's line: how its process ended in this run (``ran``), and what its run record says.
+
+    A failed step's error is its job's own (the record's) when there is one; a
+    record still ``running`` after its process failed means the driver was
+    stopped before it could write its end (a killed application).
+    """
+    if ran is not None:
+        status, seconds, error = ran["status"], ran["seconds"], ran.get("error")
+        if status == run_record.FAILED and record is not None:
+            error = record.get("error") or (f"{error} (record left running: the driver was stopped)"
+                                            if record["status"] == run_record.RUNNING else error)
+    elif record is not None:
+        status, seconds, error = f"{record['status']} (earlier run)", record.get("seconds"), record.get("error")
+    else:
+        status, seconds, error = "not run", None, None
+    return {"step": step, "status": status, "error": error,
+            "seconds": "-" if seconds is None else f"{seconds:.0f}",
+            "rows read": _rows(record["inputs"]) if record else "-",
+            "rows written": _rows(record["outputs"]) if record else "-",
+            "quarantined": f"{sum(record['quarantined'].values()):,}" if record else "-",
+            "run record": f"{record['job']}/{record['run_id']}.json" if record else "-"}
+
+
+def render_night(date: str, rows: Sequence[dict]) -> str:
+    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in COLUMNS}
+    numeric = COLUMNS[2:-1]
+
+    def line(values: dict) -> str:
+        cells = [str(values[c]).rjust(widths[c]) if c in numeric else str(values[c]).ljust(widths[c]) for c in COLUMNS]
+        return "  ".join(cells).rstrip()
+
+    out = [f"botify-daily {date}", line({c: c for c in COLUMNS}), *(line(r) for r in rows)]
+    out += [f"  {r['step']}: {r['error']}" for r in rows if r["error"] and r["status"].startswith(run_record.FAILED)]
+    return "\n".join(out) + "\n"
+
+
+def night_records(config: dict, commands: Dict[str, List[str]], date: str, night: str, ran: Dict[str, dict]) -> Dict[str, dict]:
+    """Each Spark step's record: this run's own (``night``) for the steps it ran, the date's latest for the others."""
+    root = to_uri(config["storage"]["root"], base=str(REPO))  # the steps run in REPO: relative roots are its
+    storage, found = FsspecStorage(), {}
+    for step, argv in commands.items():
+        job = spark_job(argv)
+        if job is None:
+            continue
+        try:
+            if step in ran:
+                uri = run_record.record_uri(root, job, night)
+                found[step] = run_record.load(storage, uri) if storage.exists(uri) else None
+            else:
+                earlier = run_record.find(storage, root, job, f"-daily-{date}")
+                found[step] = run_record.load(storage, earlier[-1]) if earlier else None
+        except (OSError, ValueError, ImportError) as exc:  # the table is a report: it must not fail the night
+            log.warning("run record of %s not read: %s", step, exc)
+    return found
 
 
 class Lock:
@@ -108,18 +189,32 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         selected = selected[selected.index(args.from_step):] if args.from_step in selected else []
     if args.only:
         selected = [s for s in selected if s in args.only]
-    commands = step_commands(config, args.date, master, args.overrides)
+    night = run_record.new_id(f"daily-{args.date}")
+    commands = step_commands(config, args.date, master, args.overrides, night)
     log_dir = Path(daily["log_dir"]) / args.date
     log_dir.mkdir(parents=True, exist_ok=True)
+    ran: Dict[str, dict] = {}
     try:
         with Lock(Path(daily["lock_file"])):
             for name in selected:
                 start = time.monotonic()
                 log.info("step %s (log: %s)", name, log_dir / f"{name}.log")
-                processes.run(commands[name], log_file=log_dir / f"{name}.log", cwd=REPO)
-                log.info("step %s done in %.0fs", name, time.monotonic() - start)
-    except StepFailed as exc:
-        log.error("daily run %s stopped: %s", args.date, exc)
+                try:
+                    processes.run(commands[name], log_file=log_dir / f"{name}.log", cwd=REPO)
+                except StepFailed as exc:
+                    ran[name] = {"status": run_record.FAILED, "seconds": time.monotonic() - start, "error": str(exc)}
+                    break
+                ran[name] = {"status": run_record.SUCCEEDED, "seconds": time.monotonic() - start}
+                log.info("step %s done in %.0fs", name, ran[name]["seconds"])
+    except StepFailed as exc:  # the lock
+        log.error("daily run %s not started: %s", args.date, exc)
+        return 1
+    records = night_records(config, commands, args.date, night, ran)
+    rows = [night_row(step, ran.get(step), records.get(step)) for step in daily["steps"] if step in STEPS]
+    print(render_night(args.date, rows), end="", flush=True)
+    failed = next((row for row in rows if row["step"] in ran and ran[row["step"]]["status"] == run_record.FAILED), None)
+    if failed:
+        log.error("daily run %s failed at step %s: %s", args.date, failed["step"], failed["error"])
         return 1
     log.info("daily run %s complete: %s", args.date, ", ".join(selected))
     return 0
