@@ -26,13 +26,14 @@ import dataclasses
 import json
 import logging
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from common.schemas import EVENT_FIELDS, EVENT_SCHEMA, MESSAGES
+from common.sessions import drop_duplicate_events
 from common.storage import Storage, atomic_output, join
 
 log = logging.getLogger(__name__)
@@ -173,14 +174,28 @@ class LoadedEvents:
     quarantine: Optional[str]       # where the rejected lines went (None: there were none)
     cached: Optional[DataFrame] = None  # what release() unpersists
     duplicates: Optional[int] = None    # exact copies staging already dropped (None: raw logs, not deduplicated)
+    # Staged events read through a catalog: counts and quarantines their unknown tracks once the consumer knows
+    # how many events came through (see settle).
+    pending: Optional[Callable[[int], "LoadedEvents"]] = None
 
     @property
     def valid_lines(self) -> int:
+        """Valid lines, exact copies included (``valid_lines`` minus the events used is what dedupe dropped)."""
         return self.lines - sum(self.malformed.values()) - self.unknown_tracks
 
     @property
     def deduplicated(self) -> bool:
+        """Staged: deduplicated by staging, which counted the copies (raw logs are deduplicated by :func:`load`)."""
         return self.duplicates is not None
+
+    def settle(self, came_through: Callable[[], int]) -> "LoadedEvents":
+        """The final counts, given how many events the consumer used (asked only when it is needed).
+
+        Raw logs counted their unknown tracks while parsed; staged events read
+        through a catalog count them as staging's events minus those that came
+        through, so the consumer's own pass over the events is the only one.
+        """
+        return self if self.pending is None else self.pending(came_through())
 
     def release(self) -> None:
         (self.cached if self.cached is not None else self.events).unpersist()
@@ -256,21 +271,35 @@ def known_tracks_only(events: DataFrame, catalog_tracks: DataFrame) -> DataFrame
 
 
 def load(spark: SparkSession, storage: Storage, uri: str, quarantine_uri: str, max_error_ratio: float,
-         catalog_tracks: Optional[DataFrame] = None) -> LoadedEvents:
-    """Staged events when ``uri`` is a staged dataset, else the raw logs through :func:`load_events`.
+         catalog_tracks: Optional[DataFrame] = None, dedupe: bool = True) -> LoadedEvents:
+    """The one intake of the jobs that read events: staged events when ``uri`` is a staged dataset, else the
+    raw logs through :func:`load_events`; either way valid events, exact copies dropped (``dedupe``; staging
+    always drops them) and counted alike, so no job asks which form it was given.
 
-    With ``catalog_tracks`` the events are those of tracks it holds. Raw logs
-    quarantine the others as they are parsed. Staged events keep them out by a
-    semi-join inside the consumer's own scan, since the catalog belongs to the
-    job's run, not to staging; the job then counts what came through and calls
-    :func:`set_aside_unknown_staged`, so no pass is spent on a catalog that knows every track.
+    With ``catalog_tracks`` the events are those of tracks it holds, and an
+    event of an unknown track counts once however often it was uploaded. Raw
+    logs quarantine the others as they are parsed. Staged events keep them out
+    by a semi-join inside the consumer's own scan, since the catalog belongs to
+    the job's run, not to staging; the consumer then calls
+    :meth:`LoadedEvents.settle` with what came through, so no pass is spent on a
+    catalog that knows every track.
     """
     if not is_staged(storage, uri):
-        return load_events(spark, storage, uri, quarantine_uri, max_error_ratio, catalog_tracks)
+        loaded = load_events(spark, storage, uri, quarantine_uri, max_error_ratio, catalog_tracks)
+        if not dedupe:
+            return loaded
+        unknown = loaded.unknown_tracks
+        if unknown:  # as staging counts them: exact copies of an unknown track's event are copies, not events
+            unknown = drop_duplicate_events(loaded.cached.where(F.col("reason").isin(*NOT_MALFORMED))
+                                            .select(*EVENT_FIELDS)).count()
+        return dataclasses.replace(loaded, events=drop_duplicate_events(loaded.events), unknown_tracks=unknown)
     loaded = load_staged(spark, storage, uri)
     if catalog_tracks is None:
         return loaded
-    return dataclasses.replace(loaded, events=known_tracks_only(loaded.events, catalog_tracks))
+    filtered = dataclasses.replace(loaded, events=known_tracks_only(loaded.events, catalog_tracks))
+    filtered.pending = lambda came_through: set_aside_unknown_staged(storage, filtered, came_through, catalog_tracks,
+                                                                     uri, quarantine_uri)
+    return filtered
 
 
 def set_aside_unknown_staged(storage: Storage, loaded: LoadedEvents, came_through: int, catalog_tracks: DataFrame,
@@ -278,6 +307,7 @@ def set_aside_unknown_staged(storage: Storage, loaded: LoadedEvents, came_throug
     """After a catalog-filtered read of staged events: the ``came_through`` events were of known tracks, so
     staging's count minus them is of unknown ones. Only when that is not zero are the staged events read
     again and those quarantined; a dataset whose contents disagree with its manifest fails the run."""
+    loaded = dataclasses.replace(loaded, pending=None)
     staged = loaded.valid_lines - loaded.duplicates
     if came_through == staged:
         return loaded

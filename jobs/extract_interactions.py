@@ -137,15 +137,12 @@ def run(spark: SparkSession, config: dict, input_uri: str, run_id: str, catalog_
     storage = HadoopStorage(spark)
     quarantine_uri = join(root, "quarantine", "extract_interactions", run_id)
     catalog = read_catalog(spark, catalog_uri).cache() if catalog_uri else None
-    loaded = event_log.load(spark, storage, input_uri, quarantine_uri, float(settings["max_error_ratio"]), catalog)
-    dedupe = settings.get("dedupe", True) and not loaded.deduplicated  # staging deduplicated already
-    events = sessions.drop_duplicate_events(loaded.events) if dedupe else loaded.events
+    loaded = event_log.load(spark, storage, input_uri, quarantine_uri, float(settings["max_error_ratio"]), catalog,
+                            dedupe=bool(settings.get("dedupe", True)))
     # The events are read once, by the per-user window and aggregate; its cached result serves the unknown-track
     # count, the user index, the top tracks and the table.
-    interactions = aggregate_interactions(events, threshold).persist()
-    if loaded.deduplicated and catalog is not None:
-        came_through = int(interactions.agg(F.sum("plays")).first()[0] or 0)  # every event is one play
-        loaded = event_log.set_aside_unknown_staged(storage, loaded, came_through, catalog, input_uri, quarantine_uri)
+    interactions = aggregate_interactions(loaded.events, threshold).persist()
+    loaded = loaded.settle(lambda: int(interactions.agg(F.sum("plays")).first()[0] or 0))  # every event is one play
     users = dense_index(interactions, "user", "user_idx")
     tracks = track_index(catalog, interactions)
     top = top_tracks(interactions, int(settings["top_tracks"]))

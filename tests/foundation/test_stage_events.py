@@ -3,13 +3,14 @@ and extract_interactions giving the same output on staged events as on the raw l
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 from common.config import load_config
 from common.event_log import STAGED_SCHEMA, TooManyMalformed
-from jobs import extract_interactions, stage_events
+from jobs import analyze_ab, extract_interactions, stage_events
 
 DAY = 86_400_000
 D1, D2 = 20_000 * DAY, 20_001 * DAY  # 2024-10-04 and 2024-10-05, UTC
@@ -101,7 +102,8 @@ def test_too_many_malformed_lines_stage_nothing(spark, tmp_path):
 def test_extract_on_staged_events_equals_extract_on_the_raw_logs(spark, tmp_path):
     lines = events(D1, 6) + events(D2, 4)
     lines += [dict(lines[0]), dict(lines[5])]  # re-uploaded copies
-    lines += [{"message": "next", "timestamp": D2 + 7, "user": 9, "track": 1000, "time": 0.9}]  # not in the catalog
+    stray = {"message": "next", "timestamp": D2 + 7, "user": 9, "track": 1000, "time": 0.9}  # not in the catalog
+    lines += [stray, dict(stray)]  # an event of an unknown track, uploaded twice: one event, one copy
     write(tmp_path / "logs" / "train" / "a.jsonl", lines + BAD[:1])
     write(tmp_path / "world" / "tracks.jsonl", [{"track": t, "artist": "a", "title": str(t)} for t in range(7)])
     config = load_config("pipeline.yml", [f"storage.root=file://{tmp_path}", "extract.max_error_ratio=0.1",
@@ -115,7 +117,7 @@ def test_extract_on_staged_events_equals_extract_on_the_raw_logs(spark, tmp_path
                 "positives", "session_starts", "top_tracks_sha256"):
         assert staged[key] == raw[key], key
     assert (raw["staged"], staged["staged"]) == (False, True)
-    assert (staged["lines"], staged["duplicates_dropped"], staged["unknown_tracks"]) == (44, 2, 1)
+    assert (staged["lines"], staged["duplicates_dropped"], staged["unknown_tracks"]) == (45, 3, 1)
 
     def table(run_id):
         df = spark.read.parquet(f"file://{tmp_path}/interactions/{run_id}/interactions")
@@ -124,6 +126,10 @@ def test_extract_on_staged_events_equals_extract_on_the_raw_logs(spark, tmp_path
     unknown = tmp_path / "quarantine" / "extract_interactions" / "staged" / "lines"
     rows = [json.loads(line) for f in unknown.glob("*.json") for line in f.read_text().splitlines()]
     assert [(r["reason"], json.loads(r["line"])["track"]) for r in rows] == [("unknown_track", 1000)]
+    # Both forms take one intake: the jobs never ask which form they were given.
+    for job in (extract_interactions, analyze_ab):
+        source = Path(job.__file__).read_text()
+        assert not re.search(r"not \w+\.deduplicated|set_aside_unknown", source), job.__name__
 
 
 @pytest.mark.slow
