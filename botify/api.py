@@ -43,7 +43,7 @@ def track_info(track: str):
 def next_track(user: str):
     start = time.perf_counter()
     user_id, track, played = _play(user)
-    recommendation = service().next(user_id, track, played, start)
+    recommendation, request.environ["botify.arm"] = service().next(user_id, track, played, start)
     return jsonify(user=user_id, track=recommendation)
 
 
@@ -51,5 +51,5 @@ def next_track(user: str):
 def last_track(user: str):
     start = time.perf_counter()
     user_id, track, played = _play(user)
-    service().last(user_id, track, played, start)
+    request.environ["botify.arm"] = service().last(user_id, track, played, start)
     return jsonify(user=user_id)

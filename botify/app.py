@@ -2,6 +2,8 @@
 
 Routes live in ``botify.api`` (the public API) and ``botify.admin`` (token-protected operator calls);
 the well-formed requests of the two hot ones are answered in front of Flask by ``botify.fast_path``;
+``botify.probes`` answers health, readiness and metrics, and ``botify.metrics.Instrumented``, outermost,
+counts every request;
 every error, ours or werkzeug's, leaves as JSON ``{"error": ...}`` with a 4xx status, and a 500 only for a bug.
 """
 from __future__ import annotations
@@ -12,8 +14,9 @@ from typing import Optional
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from botify import admin, api
+from botify import admin, api, probes
 from botify.fast_path import FastPath
+from botify.metrics import Instrumented
 from botify.service import Service
 from botify.validation import BadRequest
 
@@ -28,10 +31,14 @@ def create_app(config: dict, service: Optional[Service] = None) -> Flask:
     app.extensions["botify"] = service or Service(config)
     app.register_blueprint(api.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(probes.bp)
     app.register_error_handler(BadRequest, lambda exc: (jsonify(error=str(exc)), 400))
     app.register_error_handler(HTTPException, lambda exc: (jsonify(error=exc.description or exc.name), exc.code))
     app.register_error_handler(Exception, _server_error)
-    app.wsgi_app = FastPath(app.wsgi_app, app.extensions["botify"], app.config["MAX_CONTENT_LENGTH"])
+    service = app.extensions["botify"]
+    app.wsgi_app = FastPath(app.wsgi_app, service, app.config["MAX_CONTENT_LENGTH"])
+    if service.metrics.enabled:
+        app.wsgi_app = Instrumented(app.wsgi_app, service.metrics)
     return app
 
 

@@ -12,7 +12,9 @@ part files hash to the manifest's ``json_sha256``, the row count matches,
 ``top_tracks.json`` hashes to ``top_tracks_sha256``, and every row is a user
 with 50 distinct tracks that are all in the catalog. A reload also checks
 coverage (``check_coverage``): a consistent but empty or much smaller version
-is refused unless forced.
+is refused unless forced. A version's part files together may hold at most
+``artifacts.max_bytes``: they are read up to that many bytes and no further,
+so an oversized version is refused before it is in memory.
 """
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ import logging
 import posixpath
 from dataclasses import dataclass
 from typing import Dict, List, Optional
+
+import fsspec.core
 
 from common.manifest import MANIFEST, read_manifest, sha256
 from common.paths import resolve
@@ -56,6 +60,8 @@ class Bundle:
     sets: Dict[str, Optional[Recommendations]]
     top_tracks: Optional[List[int]]
     top_tracks_source: Optional[str]
+    # Why the sets have no lists when a rejected load fell back to the catalog alone (readiness reports it).
+    missing: Optional[str] = None
 
 
 def _is_int(value) -> bool:
@@ -166,7 +172,15 @@ def check_coverage(recs: Recommendations, previous_users: Optional[int], min_row
         )
 
 
-def load_recommendations(storage: Storage, recs_root: str, version: str, catalog: Catalog) -> Recommendations:
+def _read_capped(uri: str, budget: int) -> bytes:
+    """``uri``'s bytes, but never more than ``budget + 1`` of them (more: the caller refuses the version)."""
+    fs, path = fsspec.core.url_to_fs(uri)
+    with fs.open(path, "rb") as fh:
+        return fh.read(budget + 1)
+
+
+def load_recommendations(storage: Storage, recs_root: str, version: str, catalog: Catalog,
+                         max_bytes: int) -> Recommendations:
     if not valid_version_name(version):
         raise ArtifactError(f"invalid recommendations version name {version!r}")
     uri = join(recs_root, version)
@@ -183,15 +197,19 @@ def load_recommendations(storage: Storage, recs_root: str, version: str, catalog
     check_manifest_fields(manifest, join(uri, MANIFEST))
     files = manifest["json_files"]
 
-    parts, sized = [], []
+    parts, sized, budget = [], [], max_bytes
     for rel in files:
         if posixpath.isabs(rel) or ".." in rel.split("/"):
             raise ArtifactError(f"{join(uri, MANIFEST)}: json file {rel!r} is outside the version directory")
         part_uri = join(uri, rel)
         try:
-            chunk = storage.read_bytes(part_uri)
+            chunk = _read_capped(part_uri, budget)
         except FileNotFoundError as exc:
             raise ArtifactError(f"{part_uri}: listed in the manifest but missing") from exc
+        if len(chunk) > budget:
+            raise ArtifactError(f"{uri}: json part files hold more than artifacts.max_bytes={max_bytes} bytes "
+                                f"(over the limit at {rel}); refused without reading further")
+        budget -= len(chunk)
         parts.append(chunk)
         sized.append((part_uri, len(chunk)))
     data = b"".join(parts)
@@ -207,9 +225,12 @@ def load_recommendations(storage: Storage, recs_root: str, version: str, catalog
 
     top_uri = join(uri, "top_tracks.json")
     try:
-        top_bytes = storage.read_bytes(top_uri)
+        top_bytes = _read_capped(top_uri, budget)
     except FileNotFoundError as exc:
         raise ArtifactError(f"{top_uri}: missing") from exc
+    if len(top_bytes) > budget:
+        raise ArtifactError(f"{uri}: json part files and top_tracks.json hold more than "
+                            f"artifacts.max_bytes={max_bytes} bytes; refused without reading further")
     if sha256(top_bytes) != manifest["top_tracks_sha256"]:
         raise ArtifactError(f"{top_uri}: does not match the manifest's top_tracks_sha256")
     top = parse_top_tracks(top_bytes, top_uri, catalog)
@@ -229,7 +250,7 @@ def interactions_top_tracks(storage: Storage, root: str, catalog: Catalog) -> Op
 
 
 def _load_set(storage: Storage, recs_root: str, name: str, spec: dict, wanted: Optional[str],
-              catalog: Catalog) -> Optional[Recommendations]:
+              catalog: Catalog, max_bytes: int) -> Optional[Recommendations]:
     """Set ``name`` at ``wanted`` (``None``: its configured version; ``latest`` follows its pointer)."""
     wanted = wanted or spec["version"]
     if wanted == "latest":
@@ -238,7 +259,7 @@ def _load_set(storage: Storage, recs_root: str, name: str, spec: dict, wanted: O
             log.info("no %s yet: recommendation set %s has no lists", join(recs_root, spec["pointer"]), name)
             return None
     try:
-        return load_recommendations(storage, recs_root, wanted, catalog)
+        return load_recommendations(storage, recs_root, wanted, catalog, max_bytes)
     except ArtifactError as exc:
         raise ArtifactError(f"recommendation set {name}: {exc}" if name != DEFAULT_SET else str(exc)) from exc
 
@@ -261,8 +282,8 @@ def load_bundle(
     recs_root = resolve(config, artifacts["recommendations"])
     sets: Dict[str, Optional[Recommendations]] = {}
     for name, spec in served.items():
-        sets[name] = (_load_set(storage, recs_root, name, spec, versions.get(name), catalog)
-                      if with_recommendations else None)
+        sets[name] = (_load_set(storage, recs_root, name, spec, versions.get(name), catalog,
+                                int(artifacts["max_bytes"])) if with_recommendations else None)
     # The popular list comes with the lists (the default set's first): it is their interactions run's.
     loaded = [recs for recs in sets.values() if recs is not None]
     if loaded:

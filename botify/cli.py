@@ -1,8 +1,11 @@
 """``botify``: serve, reload artifacts, complete event log files.
 
     botify serve [--dev] [--set key=value ...]
-    botify reload [--version V] [--set-version SET=V ...] [--url URL] [--token T]
-    botify rotate-logs [--url URL] [--token T] [--timeout S]
+    botify reload [--version V] [--set-version SET=V ...] [--url URL] [--token-file F]
+    botify rotate-logs [--url URL] [--token-file F] [--timeout S]
+
+The admin token comes from ``BOTIFY_ADMIN_TOKEN``, ``BOTIFY_ADMIN_TOKEN_FILE``
+or ``--token-file``: never from the command line, where ``ps`` shows it.
 """
 from __future__ import annotations
 
@@ -15,22 +18,38 @@ from typing import List, Optional
 
 from common.config import ConfigError, add_config_arguments
 
-from botify.settings import CONFIG_NAME, DEFAULT_SET, load_settings
+from botify.settings import CONFIG_NAME, DEFAULT_SET, load_settings, yaml_string
 
 log = logging.getLogger("botify")
 
 
 def _settings(args) -> dict:
+    token_file = getattr(args, "token_file", None)
+    if token_file:  # the file named here wins over a token from the environment or the config file
+        return load_settings([*args.overrides, "admin.token=null", f"admin.token_file={yaml_string(token_file)}"],
+                             name=args.config)
     return load_settings(args.overrides, name=args.config)
 
 
 def cmd_serve(args) -> int:
-    from common.redis_server import RedisServer
+    from botify import metrics
+
+    # Before anything imports prometheus_client: every worker forked later counts into this directory.
+    metrics_dir = metrics.use_private_dir()
+    try:
+        return _serve(args)
+    finally:
+        metrics.remove_private_dir(metrics_dir)
+
+
+def _serve(args) -> int:
+    from common.redis_server import RedisServer, redact
 
     from botify.catalog import ArtifactError
     from botify.event_log import complete_orphans
     from botify.reload import load_or_keep
-    from botify.service import resolve_local
+    from botify import metrics
+    from botify.service import load_outcome, resolve_local
     from botify.store import Store
 
     config = _settings(args)
@@ -44,11 +63,12 @@ def cmd_serve(args) -> int:
         if not config["redis"]["url"]:
             rc = config["redis"]
             server = RedisServer(maxmemory=rc["maxmemory"], maxmemory_policy=rc["maxmemory_policy"])
-            rc["url"] = server.start()
+            server.start()
+            rc["url"] = server.unix_url
             stack.callback(server.stop)
             server.supervise(float(rc["restart_backoff_s"]))
-            log.info("no REDIS_URL: started a private redis-server at %s (maxmemory %s, %s; restarted if it exits)",
-                     rc["url"], rc["maxmemory"], rc["maxmemory_policy"])
+            log.info("no REDIS_URL: started a private redis-server at %s (maxmemory %s, %s; a generated password; "
+                     "restarted if it exits)", redact(rc["url"]), rc["maxmemory"], rc["maxmemory_policy"])
         complete_orphans(resolve_local(config["event_log"]["dir"]))
         if config["artifacts"]["load_on_start"]:
             try:
@@ -56,6 +76,9 @@ def cmd_serve(args) -> int:
             except ArtifactError as exc:
                 log.error("cannot start: %s", exc)
                 return 2
+            # a None here is a rejected version that left the one already in Redis serving
+            metrics.recorder(config["metrics"]["enabled"]).reload(
+                "start", "rejected" if result is None else load_outcome(result))
             if result:
                 log.info("artifacts loaded: %s", json.dumps(result, sort_keys=True))
         s = config["server"]
@@ -72,7 +95,8 @@ def _admin_post(url: str, path: str, token: Optional[str], body: dict, timeout: 
     import requests
 
     if not token:
-        print("error: no admin token (set BOTIFY_ADMIN_TOKEN, admin.token, or --token)", file=sys.stderr)
+        print("error: no admin token (set BOTIFY_ADMIN_TOKEN, BOTIFY_ADMIN_TOKEN_FILE or --token-file)",
+              file=sys.stderr)
         return 2
     try:
         resp = requests.post(url.rstrip("/") + path, json=body, timeout=timeout,
@@ -105,7 +129,7 @@ def _set_versions(pairs: List[str]) -> dict:
 
 def cmd_reload(args) -> int:
     config = _settings(args)
-    token = args.token or config["admin"]["token"]
+    token = config["admin"]["token"]
     sets = _set_versions(args.set_version)
     if args.url or not config["redis"]["url"]:
         body = {"version": args.version} if args.version else {}
@@ -132,8 +156,7 @@ def cmd_reload(args) -> int:
 def cmd_rotate(args) -> int:
     config = _settings(args)
     if args.url:
-        return _admin_post(args.url, "/admin/rotate-logs", args.token or config["admin"]["token"], {},
-                           args.timeout + 5)
+        return _admin_post(args.url, "/admin/rotate-logs", config["admin"]["token"], {}, args.timeout + 5)
     from botify.event_log import request_rotation
     from botify.service import resolve_local
 
@@ -148,10 +171,11 @@ def cmd_rotate(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="botify", description="the botify recommendation service")
+    # No abbreviations: "--token T" must not pass as "--token-file T" (and echo the token in the error)
+    parser = argparse.ArgumentParser(prog="botify", description="the botify recommendation service", allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run botify (gunicorn; a private redis-server when REDIS_URL is unset)")
+    serve = sub.add_parser("serve", allow_abbrev=False, help="run botify (gunicorn; a private redis-server when REDIS_URL is unset)")
     add_config_arguments(serve, CONFIG_NAME)
     serve.add_argument("--host", help="bind address (server.host)")
     serve.add_argument("--port", type=int, help="port (server.port)")
@@ -159,22 +183,24 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--dev", action="store_true", help="Flask's single-threaded development server instead")
     serve.set_defaults(func=cmd_serve)
 
-    reload = sub.add_parser("reload", help="load artifacts (LATEST or --version) and switch to them")
+    reload = sub.add_parser("reload", allow_abbrev=False, help="load artifacts (LATEST or --version) and switch to them")
     add_config_arguments(reload, CONFIG_NAME)
     reload.add_argument("--version", help="recommendations version directory (default: artifacts.version)")
     reload.add_argument("--set-version", action="append", default=[], metavar="SET=VERSION",
                         help="pin a named recommendation set (artifacts.sets) to a version (repeatable)")
     reload.add_argument("--url", help="ask this running botify (POST /admin/reload) instead of writing Redis")
-    reload.add_argument("--token", help="admin token (default: BOTIFY_ADMIN_TOKEN / admin.token)")
+    reload.add_argument("--token-file", help="read the admin token from this file (default: BOTIFY_ADMIN_TOKEN, "
+                                             "BOTIFY_ADMIN_TOKEN_FILE, admin.token)")
     reload.add_argument("--timeout", type=float, default=600, help="seconds to wait (default 600)")
     reload.add_argument("--force", action="store_true",
                         help="accept a version under artifacts.min_rows / min_user_coverage (integrity still checked)")
     reload.set_defaults(func=cmd_reload)
 
-    rotate = sub.add_parser("rotate-logs", help="complete every open event log file now (all workers)")
+    rotate = sub.add_parser("rotate-logs", allow_abbrev=False, help="complete every open event log file now (all workers)")
     add_config_arguments(rotate, CONFIG_NAME)
     rotate.add_argument("--url", help="ask this running botify (POST /admin/rotate-logs) instead of the local dir")
-    rotate.add_argument("--token", help="admin token (default: BOTIFY_ADMIN_TOKEN / admin.token)")
+    rotate.add_argument("--token-file", help="read the admin token from this file (default: BOTIFY_ADMIN_TOKEN, "
+                                             "BOTIFY_ADMIN_TOKEN_FILE, admin.token)")
     rotate.add_argument("--timeout", type=float, default=10, help="seconds to wait for the workers (default 10)")
     rotate.set_defaults(func=cmd_rotate)
     return parser

@@ -49,7 +49,10 @@ def read_generation(directory: str) -> int:
 
 
 class EventLog:
-    def __init__(self, directory: str, max_bytes: int, max_age_s: float):
+    def __init__(self, directory: str, max_bytes: int, max_age_s: float, metrics=None):
+        from botify.metrics import NullRecorder
+
+        self.metrics = metrics or NullRecorder()
         self.directory = directory
         self.max_bytes = int(max_bytes)
         self.max_age_s = float(max_age_s)
@@ -71,8 +74,9 @@ class EventLog:
             while view:
                 view = view[os.write(self._fd, view) :]
             self._size += len(line)
+            self.metrics.event_line()
             if self._size >= self.max_bytes:
-                self._complete()
+                self._complete("size")
 
     def tick(self, now: Optional[float] = None) -> None:
         """Rotate when the file is too old or an operator asked (called every ``poll_s``)."""
@@ -82,13 +86,14 @@ class EventLog:
             asked = generation != self._generation
             self._generation = generation
             if self._fd is not None and (asked or now - self._opened_at >= self.max_age_s):
-                self._complete()
+                self._complete("request" if asked else "age")
 
-    def rotate(self) -> Optional[str]:
+    def rotate(self, reason: str = "request") -> Optional[str]:
         with self._lock:
-            return self._complete()
+            return self._complete(reason)
 
-    close = rotate
+    def close(self) -> Optional[str]:
+        return self.rotate("shutdown")
 
     def _open(self) -> None:
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
@@ -98,7 +103,7 @@ class EventLog:
         self._size = 0
         self._opened_at = time.monotonic()
 
-    def _complete(self) -> Optional[str]:
+    def _complete(self, reason: str) -> Optional[str]:
         if self._fd is None:
             return None
         os.close(self._fd)
@@ -107,6 +112,7 @@ class EventLog:
         self._fd = None
         self._path = None
         self.completed.append(done)
+        self.metrics.rotation(reason)
         log.info("completed event log %s", done)
         return done
 

@@ -52,9 +52,10 @@ class FastPath:
             return self._to_flask(environ, start_response, body)
         try:
             if route == "next":
-                payload = b'{"user":%d,"track":%d}\n' % (user, self.service.next(user, track, played, start))
+                recommended, environ["botify.arm"] = self.service.next(user, track, played, start)
+                payload = b'{"user":%d,"track":%d}\n' % (user, recommended)
             else:
-                self.service.last(user, track, played, start)
+                environ["botify.arm"] = self.service.last(user, track, played, start)
                 payload = b'{"user":%d}\n' % user
         except Exception:  # a bug: answered like Flask's handler in botify.app does
             log.exception("unhandled error on POST %s", path)

@@ -70,5 +70,6 @@ def load_or_keep(config: dict, store: Store, versions: Optional[Dict[str, str]] 
                 log.error("keeping the namespace already served (%s)", store.active())
                 return None
             bundle = load_bundle(config, FsspecStorage(), with_recommendations=False)
+            bundle.missing = f"artifact load rejected: {exc}"
             log.error("serving the catalog without recommendations until a good version is loaded")
             return store.publish(bundle)

@@ -7,16 +7,26 @@ clients that are slow to send a request hold memory rather than one of a few wor
 
 A gevent worker accepts a connection only while it holds no more than its emptiest sibling
 (``botify.balanced_worker``), so a burst of connections is shared evenly between the workers.
+
+Requests gunicorn refuses before botify sees them (a bad ``Content-Length``, an
+obs-fold header, an over-long request line, an unknown transfer coding) are
+answered by gunicorn's ``util.write_error``; botify replaces that function in
+the arbiter, before the workers fork, so those answers carry botify's JSON
+error shape too (docs/failure-behaviour.md#requests-the-server-layer-refuses).
 """
 from __future__ import annotations
 
+import contextlib
 import gc
+import json
 import logging
 import signal
+from http import HTTPStatus
 
+from gunicorn import util
 from gunicorn.app.base import BaseApplication
 
-from botify import balanced_worker
+from botify import balanced_worker, metrics
 from botify.app import create_app
 
 log = logging.getLogger(__name__)
@@ -31,6 +41,21 @@ def _worker_exit(server, worker) -> None:
     # Objects frozen at load (below) would be finalised only after gevent's modules are torn down, which
     # prints "Exception ignored ... TypeError" from logging at every worker exit.
     gc.unfreeze()
+
+
+def _child_exit(server, worker) -> None:
+    balanced_worker.release_slot(server, worker)
+    metrics.worker_exited(worker.pid)
+
+
+def write_json_error(sock, status_int: int, reason: str, mesg: str) -> None:
+    """gunicorn's ``util.write_error`` with botify's body: ``{"error": ...}`` as JSON instead of an HTML page."""
+    body = json.dumps({"error": mesg or reason}).encode() + b"\n"
+    with contextlib.suppress(ValueError):  # gunicorn sends 501 with the phrase "Bad Request"
+        reason = HTTPStatus(status_int).phrase
+    head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n")
+    util.write_nonblock(sock, head.encode("latin1") + body)
 
 
 class GunicornServer(BaseApplication):
@@ -52,12 +77,13 @@ class GunicornServer(BaseApplication):
             "keepalive": int(s["keepalive"]),
             "proc_name": "botify",
             "worker_exit": _worker_exit,
+            "child_exit": _child_exit,
         }
         if s["worker_class"] == "gevent":
-            options.update(worker_class=balanced_worker.BalancedGeventWorker, pre_fork=balanced_worker.claim_slot,
-                           child_exit=balanced_worker.release_slot)
+            options.update(worker_class=balanced_worker.BalancedGeventWorker, pre_fork=balanced_worker.claim_slot)
         for key, value in options.items():
             self.cfg.set(key, value)
+        util.write_error = write_json_error
 
     def load(self):
         app = create_app(self.botify_config)

@@ -20,7 +20,7 @@ import os
 import random
 import threading
 import time
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Tuple
 
 import redis
 
@@ -28,7 +28,8 @@ from common.event_line import event
 from common.paths import resolve
 from common.storage import FsspecStorage
 
-from botify.catalog import Catalog, load_catalog
+from botify import metrics
+from botify.catalog import ArtifactError, Catalog, load_catalog
 from botify.event_log import EventLog
 from botify.experiments import Experiments
 from botify.recommenders import NoNamespace, TopCache, View
@@ -51,13 +52,14 @@ class Service:
 
     def __init__(self, config: dict, upkeep: bool = True):
         self.config = config
+        self.metrics = metrics.recorder(bool(config["metrics"]["enabled"]))
         self.store = Store.from_config(config)
         self.experiments = Experiments(config)
         self.history_ttl_s = int(config["recommenders"]["history_ttl_s"])
         self.retry_after_s = float(config["redis"]["retry_after_s"])
         self.catalog: Catalog = load_catalog(FsspecStorage(), resolve(config, config["artifacts"]["catalog"]))
         ev = config["event_log"]
-        self.event_log = EventLog(resolve_local(ev["dir"]), ev["max_bytes"], ev["max_age_s"])
+        self.event_log = EventLog(resolve_local(ev["dir"]), ev["max_bytes"], ev["max_age_s"], self.metrics)
         self.poll_s = float(ev["poll_s"])
         self.rotate_timeout_s = max(10.0, 4 * self.poll_s)
         self.top_cache = TopCache()
@@ -88,6 +90,7 @@ class Service:
         try:
             result = fn()
         except self.redis_errors as exc:
+            self.metrics.redis_error()
             with self._state_lock:
                 self._down_until = time.monotonic() + self.retry_after_s
                 if not self._degraded:
@@ -117,28 +120,34 @@ class Service:
         return self._redis(attempt)
 
     # requests
-    def next(self, user: int, prev_track: int, played: float, start: float) -> int:
+    def next(self, user: int, prev_track: int, played: float, start: float) -> Tuple[int, str]:
+        """``(recommended track, the user's arm in the routing experiment)``."""
         treatments, recommender = self.experiments.route(user)
+        arm = treatments[self.experiments.active[0]]
 
         def recommend():
             view = View(self.store, recommender.reads, user, prev_track, recommender.recs_set, self.history_ttl_s,
                         self.top_cache)
-            return recommender.recommend(view, user, prev_track, played)
+            return recommender.recommend(view, user, prev_track, played), view.source
 
         try:
-            track = self._redis(recommend)
+            track, source = self._redis(recommend)
         except NOT_SERVING:  # NamespaceGone: the active namespace has no meta (being deleted by hand)
-            track = self.catalog.random_track(self.rng)
+            track, source = self.catalog.random_track(self.rng), "degraded"
+            self.metrics.degraded("/next/<user>")
+        self.metrics.answer(arm, recommender.name, source)
         self._log("next", user, prev_track, played, start, track, treatments)
-        return track
+        return track, arm
 
-    def last(self, user: int, prev_track: int, played: float, start: float) -> None:
+    def last(self, user: int, prev_track: int, played: float, start: float) -> str:
+        """Ends the user's session; returns their arm in the routing experiment."""
         treatments = self.experiments.treatments(user)
         try:
             self._redis(lambda: self.store.forget_session(user))
         except Unavailable:
-            pass  # the history set expires by its TTL
+            self.metrics.degraded("/last/<user>")  # the history set expires by its TTL
         self._log("last", user, prev_track, played, start, None, treatments)
+        return treatments[self.experiments.active[0]]
 
     def track(self, track: int) -> Optional[dict]:
         try:
@@ -146,6 +155,7 @@ class Service:
                 lambda ns: self.store.read(ns, lambda p: p.hget(self.store.key(ns, "track"), track))[0])
             return json.loads(raw) if raw else None
         except Unavailable:
+            self.metrics.degraded("/track/<id>")
             return self.catalog.get(track)
 
     def health(self) -> dict:
@@ -161,8 +171,43 @@ class Service:
         except Unavailable as exc:
             return {"redis": f"unavailable ({exc})", "namespace": None}
 
+    def readiness(self) -> Tuple[bool, dict]:
+        """``(ready, detail)``: Redis answers, an active namespace holds the catalog, every served set is loaded.
+
+        A set with no lists ("") is loaded when its pointer did not exist at load
+        time (no model yet); a load that was rejected and fell back to the catalog
+        alone (``missing`` in the namespace's meta) is not ready.
+        """
+        try:
+            ns = self._redis(self.store.active)
+            meta = self._redis(lambda: self.store.meta(ns)) if ns else {}
+        except Unavailable as exc:
+            return False, {"error": f"not ready: Redis unavailable ({exc})"}
+        if not ns or not meta:
+            return False, {"error": "not ready: Redis holds no active artifacts (loading, or none could be loaded)"}
+        if meta.get("missing"):
+            return False, {"error": f"not ready: serving the catalog alone, {meta['missing']}", "namespace": ns}
+        versions = served_versions(meta, self.sets)
+        for name in self.sets:
+            if name not in versions:
+                return False, {"error": f"not ready: recommendation set {name} is not loaded", "namespace": ns}
+        if not len(self.catalog):
+            return False, {"error": "not ready: this worker's catalog is empty", "namespace": ns}
+        return True, {"status": "ready", "namespace": ns, "sets": versions}
+
     def reload(self, versions: Optional[Dict[str, str]] = None, force: bool = False) -> dict:
-        result = reload_artifacts(self.config, self.store, versions, force=force)
+        try:
+            result = reload_artifacts(self.config, self.store, versions, force=force)
+        except ArtifactError:
+            self.metrics.reload("admin", "rejected")
+            raise
+        except ReloadBusy:
+            self.metrics.reload("admin", "busy")
+            raise
+        except self.redis_errors:
+            self.metrics.reload("admin", "redis_error")
+            raise
+        self.metrics.reload("admin", "loaded")
         self.serving = served_versions(result, self.sets)
         return result
 
@@ -206,12 +251,14 @@ class Service:
                     if pinned else "the configured artifacts")
         try:
             result = load_or_keep(self.config, self.store, pinned, only_if_empty=True, wait_s=0)
+            self.metrics.reload("recovery", load_outcome(result))
             if result is not None:
                 self.serving = served_versions(result, self.sets)
             self._auto_load_backoff = 1.0
         except ReloadBusy:
-            pass  # another worker is loading
+            self.metrics.reload("recovery", "busy")  # another worker is loading
         except Exception as exc:
+            self.metrics.reload("recovery", "redis_error" if isinstance(exc, self.redis_errors) else "rejected")
             log.error("automatic artifact load failed: %s", exc)
             self._auto_load_backoff = min(60.0, self._auto_load_backoff * 2)
         self._next_auto_load = time.monotonic() + self._auto_load_backoff
@@ -223,6 +270,14 @@ class Service:
             self._thread.join(timeout=5)
         self.event_log.close()
         self.store.r.close()
+
+
+def load_outcome(result: Optional[dict]) -> str:
+    """What a ``load_or_keep`` came to: ``not_needed`` (another loader restored it / a rejected version left the
+    previous one serving: ``only_if_empty`` tells which), ``rejected`` (the catalog alone), or ``loaded``."""
+    if result is None:
+        return "not_needed"
+    return "rejected" if result.get("missing") else "loaded"
 
 
 def resolve_local(path: str) -> str:

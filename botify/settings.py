@@ -23,6 +23,7 @@ ENV_KEYS = {
     "BOTIFY_PORT": "server.port",
     "BOTIFY_WORKERS": "server.workers",
     "BOTIFY_ADMIN_TOKEN": "admin.token",
+    "BOTIFY_ADMIN_TOKEN_FILE": "admin.token_file",
     "BOTIFY_LOG_DIR": "event_log.dir",
     "BOTIFY_RECOMMENDATIONS_VERSION": "artifacts.version",
 }
@@ -43,16 +44,16 @@ def env_overrides(env: Mapping[str, str]) -> list:
         value = env.get(var)
         if value:
             # Quoted so a token or URL is never re-typed by YAML (e.g. "0123" or "yes").
-            quoted = value if var in ("BOTIFY_PORT", "BOTIFY_WORKERS") else _yaml_string(value)
+            quoted = value if var in ("BOTIFY_PORT", "BOTIFY_WORKERS") else yaml_string(value)
             overrides.append(f"{key}={quoted}")
     experiments = env.get("BOTIFY_EXPERIMENTS")
     if experiments:
         names = [n.strip() for n in experiments.split(",") if n.strip()]
-        overrides.append("active_experiments=[" + ", ".join(_yaml_string(n) for n in names) + "]")
+        overrides.append("active_experiments=[" + ", ".join(yaml_string(n) for n in names) + "]")
     return overrides
 
 
-def _yaml_string(text: str) -> str:
+def yaml_string(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
@@ -62,7 +63,26 @@ def load_settings(
     env = os.environ if env is None else env
     config = apply_overrides(load_yaml(name), [*env_overrides(env), *overrides])
     validate(config)
+    read_token_file(config["admin"])
     return config
+
+
+def read_token_file(admin: dict) -> None:
+    """``admin.token`` from ``admin.token_file`` (its first line), so no token need be typed where ``ps`` shows it."""
+    path = admin.get("token_file")
+    if not path:
+        return
+    if admin.get("token"):
+        raise ConfigError("admin.token and admin.token_file are both set (BOTIFY_ADMIN_TOKEN / BOTIFY_ADMIN_TOKEN_FILE):"
+                          " keep one")
+    try:
+        with open(os.path.expanduser(str(path)), encoding="utf-8") as fh:
+            token = fh.readline().strip()
+    except OSError as exc:
+        raise ConfigError(f"admin.token_file: cannot read {path}: {exc.strerror}") from exc
+    if not token:
+        raise ConfigError(f"admin.token_file: {path} is empty")
+    admin["token"] = token
 
 
 def recommendation_sets(config: dict) -> Dict[str, dict]:
@@ -164,6 +184,11 @@ def validate(config: dict) -> None:
     if config["server"]["worker_class"] not in WORKER_CLASSES:
         raise ConfigError(f"server.worker_class must be one of {', '.join(WORKER_CLASSES)}, "
                           f"got {config['server']['worker_class']!r}")
+    max_bytes = config["artifacts"]["max_bytes"]
+    if not isinstance(max_bytes, int) or isinstance(max_bytes, bool) or max_bytes < 1:
+        raise ConfigError(f"artifacts.max_bytes must be a positive integer, got {max_bytes!r}")
+    if not isinstance(config["metrics"]["enabled"], bool):
+        raise ConfigError(f"metrics.enabled must be true or false, got {config['metrics']['enabled']!r}")
     for key in ("top_k", "history_ttl_s"):
         if int(config["recommenders"][key]) <= 0:
             raise ConfigError(f"recommenders.{key} must be positive")

@@ -100,12 +100,16 @@ class Store:
 
     @classmethod
     def from_config(cls, config: dict) -> "Store":
+        """A client for ``redis.url``: ``redis://[:password@]host:port/db``, ``unix://[:password@]/path?db=N``, or
+        ``rediss://`` (TLS; the server's certificate is verified, against ``redis.ssl_ca_certs`` when set)."""
         rc = config["redis"]
+        tls = {"ssl_ca_certs": rc["ssl_ca_certs"]} if rc["url"].startswith("rediss://") and rc["ssl_ca_certs"] else {}
         client = redis.Redis.from_url(
             rc["url"],
             socket_timeout=float(rc["socket_timeout_s"]),
             socket_connect_timeout=float(rc["socket_timeout_s"]),
             decode_responses=True,
+            **tls,
         )
         return cls(client, rc["prefix"])
 
@@ -239,6 +243,8 @@ class Store:
             "top_tracks": str(len(bundle.top_tracks or [])),
             "top_tracks_source": bundle.top_tracks_source or "",
         }
+        if bundle.missing:
+            meta["missing"] = bundle.missing
         for recs_set, recs in bundle.sets.items():
             meta[set_field("recommendations", recs_set)] = recs.version if recs else ""
             meta[set_field("model_version", recs_set)] = str(recs.manifest.get("model_version", "")) if recs else ""

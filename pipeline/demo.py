@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
-from common.redis_server import RedisServer, free_port
+from common.redis_server import RedisServer, free_port, redact
 from pipeline import processes
 from pipeline.processes import PYTHON, REPO, Service, StepFailed, command
 
@@ -96,7 +96,7 @@ class Demo:
                 "--set", f"storage.root={self.root}", "--set", f"event_log.dir={self.botify_dir(phase)}"]
         env = {"REDIS_URL": self.redis.url, "BOTIFY_ADMIN_TOKEN": self.token, "BOTIFY_EXPERIMENTS": experiment}
         self.botify = Service("botify", argv, env, self.logs / f"botify-{phase}.log")
-        self.botify.start(self.url + "/")
+        self.botify.start(self.url + "/readyz")  # 200 once Redis holds the catalog and every served set
 
     def stop_botify(self) -> None:
         if self.botify is not None:
@@ -125,7 +125,7 @@ class Demo:
         print(f"botify demo in {self.workdir} (step logs in {self.logs})")
         self.redis = RedisServer()
         self.redis.start()
-        (self.workdir / "services.json").write_text(json.dumps({"redis": self.redis.url, "botify": self.url}))
+        (self.workdir / "services.json").write_text(json.dumps({"redis": redact(self.redis.url), "botify": self.url}))
         try:
             self.step("generate world", self.generate_world)
             self.training_traffic()

@@ -19,7 +19,10 @@ class View:
 
     It is the Redis ``common.recommenders.TrackSource`` the shared choice rules
     read. It holds only what its recommender's ``reads`` asked for: asking for
-    anything else is a bug and raises.
+    anything else is a bug and raises. ``source`` names what the answer came
+    from (the metrics' ``source`` label): the rules try the user's list, the
+    artist or the popular list first and a random track last, so the last
+    thing read is what answered.
     """
 
     def __init__(self, store: Store, reads: str, user: int, track: int, recs_set: str, ttl_s: int,
@@ -31,6 +34,7 @@ class View:
         self.store, self.reads, self.track = store, reads, track
         self.ns, taken, self._random, top, self._artist, self._list, history = reply
         self.taken = None if taken is None else int(taken)
+        self.source = "list" if self.taken is not None else "random"
         self.history: Set[int] = {int(t) for t in history or ()}
         self._top = cached_top
         if TOP in reads and self.ns != cached_ns and self.taken is None:  # after a TAKE nothing else is read
@@ -45,20 +49,24 @@ class View:
 
     def random_track(self) -> Optional[int]:
         self._check(RANDOM)
+        self.source = "random"
         return None if self._random is None else int(self._random)
 
     def top_tracks(self) -> Optional[List[int]]:
         self._check(TOP)
+        self.source = "popular"
         return self._top
 
     def artist_tracks(self, track: int) -> Optional[List[int]]:
         self._check(ARTIST)
         if track != self.track:
             raise AssertionError(f"the view holds the artist of track {self.track}, not {track}")
+        self.source = "artist"
         return json.loads(self._artist) if self._artist else None
 
     def user_list(self) -> Optional[List[int]]:
         self._check(LIST)
+        self.source = "list"
         return json.loads(self._list) if self._list else None
 
 

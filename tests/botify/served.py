@@ -31,7 +31,7 @@ def wait_until_up(base: str, proc: subprocess.Popen, timeout_s: float = 60.0) ->
         if proc.poll() is not None:
             raise AssertionError(f"botify serve exited with {proc.returncode}")
         try:
-            if requests.get(base + "/", timeout=1).ok:
+            if requests.get(base + "/readyz", timeout=1).ok:
                 return
         except requests.RequestException:
             time.sleep(0.2)

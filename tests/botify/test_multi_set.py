@@ -127,14 +127,15 @@ def test_coverage_is_checked_per_set(models, world):
     assert resp.status_code == 200 and resp.json()["users:als"] == "5"
 
 
-def test_a_reload_pins_a_named_set_and_the_cli_sends_it(models, world, capsys):
+def test_a_reload_pins_a_named_set_and_the_cli_sends_it(models, world, capsys, monkeypatch):
     base, config = models
+    monkeypatch.setenv("BOTIFY_ADMIN_TOKEN", TOKEN)
     write_recommendations(world, "v2", {u: v2_list(u) for u in range(USERS)}, TOP)
     write_als(world, "als-v2", shift=10)  # LATEST-als moves on; the operator keeps als-v1
     resp = reload(base, {"sets": {"als": "als-v1"}})
     assert resp.status_code == 200, resp.text
     assert (resp.json()["recommendations"], resp.json()["recommendations:als"]) == ("v2", "als-v1")
-    assert botify_main(["reload", "--url", base, "--token", TOKEN, "--version", "v1", "--set-version", "als=als-v2"]) == 0
+    assert botify_main(["reload", "--url", base, "--version", "v1", "--set-version", "als=als-v2"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert (out["recommendations"], out["recommendations:als"]) == ("v1", "als-v2")
     arms = users_by_arm()
@@ -144,7 +145,7 @@ def test_a_reload_pins_a_named_set_and_the_cli_sends_it(models, world, capsys):
     assert "no recommendation set 'ease'" in reload(base, {"sets": {"ease": "v1"}}).json()["error"]
     for body in ({"sets": ["als"]}, {"sets": {"als": "../v1"}}, {"sets": {"als": 3}}, {"sets": {"a/b": "v1"}}):
         assert reload(base, body).status_code == 400, body
-    assert botify_main(["reload", "--url", base, "--token", TOKEN, "--set-version", "als"]) == 2
+    assert botify_main(["reload", "--url", base, "--set-version", "als"]) == 2
 
 
 def test_redis_restart_restores_the_served_version_of_every_set(world, redis_url, tmp_path, caplog):
@@ -164,7 +165,7 @@ def test_redis_restart_restores_the_served_version_of_every_set(world, redis_url
         assert any("loading recommendations v1, set als als-v1, the versions served before" in r.getMessage()
                    for r in caplog.records)
         user = users_by_arm()["T2"][0]
-        assert worker.next(user, 0, 0.5, 0.0) == als_list(user)[0]
+        assert worker.next(user, 0, 0.5, 0.0) == (als_list(user)[0], "T2")
     finally:
         worker.close()
 

@@ -150,18 +150,32 @@ def _cli_args(config):
     return ["--set", f"storage.root={config['storage']['root']}", "--set", f"redis.url={config['redis']['url']}"]
 
 
-def test_cli_reload_direct_and_over_http(serve, world, capsys, monkeypatch):
+def test_cli_reload_direct_and_over_http(serve, world, capsys, monkeypatch, tmp_path):
     base, config = serve("Ranked")
     write_recommendations(world, "v2", {u: v2_list(u) for u in range(USERS)}, TOP)
     assert botify_main(["reload", *_cli_args(config)]) == 0
     assert json.loads(capsys.readouterr().out)["recommendations"] == "v2"
     assert next_track(base, 2) == v2_list(2)[0]
 
-    assert botify_main(["reload", "--version", "v1", "--url", base, "--token", TOKEN]) == 0
+    # The token never goes in argv (visible in `ps`): from a file, or from the environment as the demo does.
+    (tmp_path / "token").write_text(TOKEN + "\n")
+    (tmp_path / "wrong").write_text("wrong\n")
+    assert botify_main(["reload", "--version", "v1", "--url", base, "--token-file", str(tmp_path / "token")]) == 0
     assert json.loads(capsys.readouterr().out)["recommendations"] == "v1"
-    assert botify_main(["reload", "--version", "v1", "--url", base, "--token", "wrong"]) == 1
-    # The demo hands the token over by environment, never in argv (visible in `ps`; a leading "-" reads as an option).
+    assert botify_main(["reload", "--version", "v1", "--url", base, "--token-file", str(tmp_path / "wrong")]) == 1
+    assert "wrong admin token" in capsys.readouterr().err
+    assert botify_main(["reload", "--url", base, "--token-file", str(tmp_path / "absent")]) == 2
+    assert "cannot read" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # there is no --token any more
+        botify_main(["reload", "--url", base, "--token", TOKEN])
+    capsys.readouterr()
+    assert botify_main(["reload", "--version", "v1", "--url", base]) == 2  # no token anywhere
+    assert "no admin token" in capsys.readouterr().err
     monkeypatch.setenv("BOTIFY_ADMIN_TOKEN", TOKEN)
+    assert botify_main(["reload", "--version", "v1", "--url", base]) == 0
+    assert json.loads(capsys.readouterr().out)["recommendations"] == "v1"
+    monkeypatch.delenv("BOTIFY_ADMIN_TOKEN")
+    monkeypatch.setenv("BOTIFY_ADMIN_TOKEN_FILE", str(tmp_path / "token"))
     assert botify_main(["reload", "--version", "v1", "--url", base]) == 0
     assert json.loads(capsys.readouterr().out)["recommendations"] == "v1"
 

@@ -51,7 +51,7 @@ def test_outage_is_served_degraded_and_recovers_without_restart(world, tmp_path,
             assert "unavailable" in requests.get(base + "/", timeout=10).json()["redis"]
             assert any("Redis unreachable" in r.getMessage() for r in caplog.records)
 
-            server = RedisServer(port=port)
+            server = RedisServer(port=port, password=server.password)
             server.start()  # empty: botify must load its artifacts again
             wait_for(lambda: next_track(base, 8) == v1_list(8)[0], what="Ranked served from Redis again")
             assert next_track(base, 8) == v1_list(8)[1]
@@ -91,7 +91,7 @@ def test_redis_restart_under_load_keeps_the_pinned_version(world, tmp_path):
             server.process.wait()
             wait_for(lambda: "unavailable" in requests.get(base + "/", timeout=10).json()["redis"],
                      what="outage noticed")
-            server = RedisServer(port=port)
+            server = RedisServer(port=port, password=server.password)
             server.start()
             wait_for(lambda: requests.get(base + "/", timeout=10).json().get("recommendations") is not None,
                      what="artifacts reloaded")
@@ -174,7 +174,7 @@ def test_botify_serve_restarts_its_killed_private_redis(world, tmp_path):
             requests.post(f"{base}/next/{attempt % 40}", json={"track": 7, "time": 0.5},
                           headers={"Connection": "close"}, timeout=10)
         log_text = (tmp_path / "serve.log").read_text()
-        killed = int(re.search(r"started redis-server on \S+ \(pid (\d+)\)", log_text)[1])
+        killed = int(re.search(r"started redis-server on \S+ and \S+ \(pid (\d+)\)", log_text)[1])
         os.kill(killed, signal.SIGKILL)
         # Ranked users without a list get the popular tracks from Redis, never repeating (random ones if degraded).
         fresh = iter(u for u in range(USERS, 10_000) if assign(u, "AB", 2) == "T1")

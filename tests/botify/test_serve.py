@@ -104,7 +104,7 @@ def test_serve_gunicorn_rotation_shutdown_and_log_contract(world, tmp_path, spar
     assert list(log_dir.glob("*.jsonl.open")) == []
     assert sum(len(p.read_text().splitlines()) for p in log_dir.glob("*.jsonl")) == warmup + 200 + 1 + 6 + 2
     # the private redis-server went away with botify
-    redis_url = re.search(r"private redis-server at redis://127\.0\.0\.1:(\d+)", (tmp_path / "serve.log").read_text())
+    redis_url = re.search(r"started redis-server on 127\.0\.0\.1:(\d+)", (tmp_path / "serve.log").read_text())
     assert redis_url, (tmp_path / "serve.log").read_text()[-2000:]
     try:
         socket.create_connection(("127.0.0.1", int(redis_url[1])), timeout=1).close()

@@ -165,7 +165,7 @@ def test_the_fast_path_answers_byte_for_byte_as_the_flask_routes(app):
     """botify.fast_path answers well-formed /next and /last in front of Flask; its answers must be the routes'."""
     from werkzeug.test import Client
 
-    fast, flask_only = app.test_client(), Client(app.wsgi_app.flask)
+    fast, flask_only = app.test_client(), Client(app.wsgi_app.app.flask)  # Instrumented(FastPath(flask))
     for path, body in [("/last/3", {"track": 7, "time": 1.0}), ("/next/3", {"track": 7, "time": 0.5}),
                        ("/next/9223372036854775807", {"track": 0, "time": 0})]:
         answers = [send(client, "POST", path, body) for client in (fast, flask_only)]
