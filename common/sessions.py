@@ -18,7 +18,18 @@ same user to start a new session within that millisecond: rare for the
 simulators (``sim/run.py`` draws a random user for each session), and not
 something a person does. Sorting ``next`` first keeps the common case right; sorting
 ``last`` first would move every such final track into the following session.
-Remaining ties go by track, time and latency. Events still tied after that
+
+Two ``next`` events of one user in one millisecond are a session's
+consecutive requests (against a fast botify the first two often are): each
+names the track it answers, so they go in the order of the recommendation
+chain, the one whose answer the other plays first. That order decides one
+thing, which of them opens the session (the listener's own pick, what
+extract_interactions counts as ``starts``); session numbers, lengths, times
+and latencies do not depend on it. The window itself sorts such ties by
+track; :func:`with_sessions` reads the chain from the neighbouring rows of
+the same window (no second sort), pairwise: a request answering its
+neighbour comes after it, unless each answers the other, when the sort's
+order stands. Remaining ties go by track, time and latency. Events still tied after that
 are of one kind (all ``next`` or all ``last``) and differ at most in
 recommendation and experiments: swapping them moves no session boundary, no
 session's length, time, latency or start, and no (user, track)'s session
@@ -80,11 +91,35 @@ def drop_duplicate_events(events: DataFrame) -> DataFrame:
     return events.withColumn("_copy", copy).where(~F.col("_copy")).drop("_copy")
 
 
+def _chain_reverses(order: WindowSpec, earlier: int, later: int) -> Column:
+    """The two adjacent rows at these offsets from this row (negative: before it) are ``next`` events of one
+    millisecond, and the chain puts the later-sorted one first: the earlier-sorted one plays its recommendation,
+    not the other way round."""
+    def at(name: str, offset: int) -> Column:
+        column = F.col(name)
+        if offset == 0:
+            return column
+        return F.lag(column, -offset).over(order) if offset < 0 else F.lead(column, offset).over(order)
+    same = (at("timestamp", earlier) == at("timestamp", later)) & (at("message", earlier) == F.lit("next")) \
+        & (at("message", later) == F.lit("next"))
+    chain = (at("track", earlier) == at("recommendation", later)) \
+        & ~at("track", later).eqNullSafe(at("recommendation", earlier))
+    return F.coalesce(same & chain, F.lit(False))
+
+
 def with_sessions(events: DataFrame) -> DataFrame:
     """Add ``session`` (0, 1, ... per user: the number of ``last`` events before this one) and
-    ``opens_session`` (true for the user's first event and for each event right after a ``last``)."""
+    ``opens_session`` (true for the user's first event and for each event right after a ``last``, in the
+    order of the module docstring: two ``next`` events of one millisecond by their recommendation chain)."""
     order = user_order()
     before = order.rowsBetween(Window.unboundedPreceding, -1)
+
+    def after_last(offset: int) -> Column:  # the event ``offset`` rows back is a ``last``, or there is none
+        return F.coalesce(F.lag(_is_last(), offset).over(order) == 1, F.lit(True))
+
+    opens = (F.when(_chain_reverses(order, 0, 1), F.lit(False))    # the next row's request came before this one
+             .when(_chain_reverses(order, -1, 0), after_last(2))  # this request came before the previous row's
+             .otherwise(after_last(1)))
     return events.withColumn(
         "session", F.coalesce(F.sum(_is_last()).over(before), F.lit(0)).cast("int")
-    ).withColumn("opens_session", F.coalesce(F.lag(_is_last()).over(order) == 1, F.lit(True)))
+    ).withColumn("opens_session", opens)

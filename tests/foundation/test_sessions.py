@@ -60,3 +60,22 @@ def test_every_field_counts_for_identity(spark):
     df = spark.createDataFrame([(m, ts, u, t, time, lat, rec, exp) for m, ts, u, t, time, rec, lat, exp in rows], COLUMNS)
     # latency differs, experiments differ, and the last two maps are equal (key order is not identity).
     assert sessions.drop_duplicate_events(df).count() == 4
+
+
+# A session's first two requests in one millisecond (a fast botify answers the first before the client sends the
+# second): each `next` names the track it answers, so the chain, not the track ids, says which came first. User 5's
+# opener (track 30, answered with 12) has the larger id in both sessions; user 6's chain agrees with the ids.
+CHAIN = [
+    ("next", 7, 5, 12, 0.6, 40), ("next", 7, 5, 30, 0.0, 12), ("next", 8, 5, 40, 0.2, 41), ("last", 9, 5, 41, 0.1),
+    ("next", 20, 5, 31, 0.0, 15), ("next", 20, 5, 15, 0.9, 16), ("last", 21, 5, 16, 0.3),
+    ("next", 7, 6, 3, 0.0, 9), ("next", 7, 6, 9, 0.5, 11), ("last", 8, 6, 11, 0.4),
+]
+
+
+def test_two_requests_in_one_millisecond_go_in_the_order_of_the_recommendation_chain(spark):
+    df = frame(spark, CHAIN, partitions=2)
+    starts = sorted((r["user"], r["track"]) for r in ex.mark_session_starts(df).collect() if r["start"])
+    assert starts == [(5, 30), (5, 31), (6, 3)]
+    ab = analyze_ab.sessionize(analyze_ab.with_treatment(df, "AB")).collect()
+    assert sorted((r["user"], r["session"], r["length"], r["start"]) for r in ab) == [
+        (5, 0, 4, 7), (5, 1, 3, 20), (6, 0, 3, 7)]

@@ -169,24 +169,31 @@ def per_arm(spark, uri: str) -> dict:
     return {r["arm"]: r.asDict() for r in rows}
 
 
-def starts(folder: Path) -> Counter:
-    """(user, first track, its time) of every session, in the order the lines were logged.
+def starts(spark, uri: str) -> Counter:
+    """(user, first track, its time) of every session, by the jobs' own rule (extract_interactions' starts)."""
+    from jobs.extract_interactions import mark_session_starts
 
-    Not with common.sessions: against a fast botify the first two requests of a
-    session often share a millisecond, and that rule breaks such ties by track
-    id, which can put the second request first (the sums per session above do
-    not depend on it).
-    """
-    events = [json.loads(line) for p in sorted(folder.glob("*.jsonl")) for line in p.read_text().splitlines()]
-    events.sort(key=lambda e: (e["timestamp"], e["message"] == "last"))  # stable: file order within a millisecond
-    found, opening = Counter(), set(e["user"] for e in events)
-    for e in events:
-        if e["user"] in opening:
-            found[(e["user"], e["track"], e["time"])] += 1
-            opening.discard(e["user"])
-        if e["message"] == "last":
-            opening.add(e["user"])
-    return found
+    valid, _ = split_valid(parse_lines(read_lines(spark, uri)))
+    rows = mark_session_starts(valid).where(F.col("start") == 1).select("user", "track", "time").collect()
+    return Counter((r["user"], r["track"], r["time"]) for r in rows)
+
+
+def ties_the_chain_leaves_open(folder: Path) -> int:
+    """Millisecond ties of one user's ``next`` events whose order the recommendation chain does not decide:
+    more than two, or two that each answer the other (or neither does)."""
+    groups = {}
+    for line in (line for p in sorted(folder.glob("*.jsonl")) for line in p.read_text().splitlines()):
+        e = json.loads(line)
+        if e["message"] == "next":
+            groups.setdefault((e["user"], e["timestamp"]), []).append(e)
+    open_ties = 0
+    for tied in groups.values():
+        if len(tied) == 2:
+            a, b = tied
+            open_ties += (a["recommendation"] == b["track"]) == (b["recommendation"] == a["track"])
+        else:
+            open_ties += len(tied) > 2
+    return open_ties
 
 
 @pytest.mark.slow
@@ -207,12 +214,12 @@ def test_fast_path_logs_match_botify_over_http(spark, warehouse, tmp_path):
     run(spark, job_config(warehouse), parse_args(["--sessions", str(sessions), "--seed", str(seed)]))
     fast_uri = join(warehouse, "logs", "train")
 
-    # Episode i starts the same way in both: same user, same first track, same reported time.
-    # Known limit: in a handful of sessions (2 of 1,500 in one CI run, 1 with one worker) botify's log puts the
-    # session's second request first within its millisecond; not yet explained, so tolerated up to 1%, not hidden.
-    http_starts, fast_starts = starts(tmp_path / "logs" / "botify"), starts(Path(local_path(fast_uri)))
+    # Episode i starts the same way in both: same user, same first track, same reported time. Against botify a
+    # session's first two requests often share a millisecond; the jobs' rule orders them by the recommendation
+    # chain, so no start may differ except at a tie the chain leaves open (none expected).
+    http_starts, fast_starts = starts(spark, http_uri), starts(spark, fast_uri)
     assert sum(http_starts.values()) == sum(fast_starts.values()) == sessions
-    assert sum((fast_starts - http_starts).values()) <= sessions // 100
+    assert sum((fast_starts - http_starts).values()) <= ties_the_chain_leaves_open(tmp_path / "logs" / "botify")
     http, fast = per_arm(spark, http_uri), per_arm(spark, fast_uri)
     assert set(http) == set(fast) == {"C", "T1", "T2"}
     for arm in http:
