@@ -35,7 +35,7 @@ from typing import Optional, Sequence
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from common import event_log, sessions
+from common import event_log, run_record, sessions
 from common.config import load_config
 from common.manifest import sha256, write_manifest
 from common.paths import resolve
@@ -152,12 +152,18 @@ def run(spark: SparkSession, config: dict, input_uri: str, run_id: str, catalog_
         "unknown_tracks": loaded.unknown_tracks, "quarantine": loaded.quarantine, "staged": loaded.deduplicated,
     }
     final = join(root, "interactions", run_id)
-    manifest = publish(spark, storage, final, interactions, users, tracks, top, facts, loaded.valid_lines)
+    with run_record.stage("publish"):
+        manifest = publish(spark, storage, final, interactions, users, tracks, top, facts, loaded.valid_lines)
     write_pointer(storage, join(root, "interactions", "LATEST"), run_id)
     loaded.release()
     interactions.unpersist()
     if catalog is not None:
         catalog.unpersist()
+    run_record.read("event log lines", input_uri, loaded.lines)
+    # Staged input: its malformed lines were staging's to quarantine, and are in its record.
+    run_record.quarantined({**({} if loaded.deduplicated else loaded.malformed), "unknown_track": loaded.unknown_tracks})
+    for name, rows in (("interactions", manifest["row_count"]), ("users", manifest["users"]), ("tracks", manifest["tracks"])):
+        run_record.wrote(name, join(final, name), rows)
     log.info("interactions %s: %d rows, %d users, %d positives", final, manifest["row_count"], manifest["users"], manifest["positives"])
     return manifest
 
