@@ -22,10 +22,28 @@ config.json) is started as ``PY -m gunicorn --chdir DIR -k gevent server:app``
 with as many workers as botify; its config.json must reach a running Redis
 (the course's server loads its data at start). Its data differs from ours, so
 its figures say what its request path costs, not what it recommends.
+
+--mode open: latency as services are judged (``bench/http_load.py``). Each
+server's saturation throughput is measured first (32 closed-loop connections),
+then requests arrive open-loop (Poisson) at 25%, 50% and 75% of it, latency
+counted from each request's due time; p50/p99/p99.9 per level, for botify and
+the development server in the same run.
+
+    .venv/bin/python bench/botify.py --mode open [--duration 20]
+
+--mode paths: the same /next closed-loop at --concurrency (default 8) on
+botify variants started side by side and measured in turns (--rounds), each
+variant's median: as shipped (private-Redis unix socket, hiredis, metrics on,
+connections balanced between workers) against metrics off, Redis over TCP,
+redis-py's Python reply parser, and gunicorn's stock gevent worker.
+
+    .venv/bin/python bench/botify.py --mode paths [--duration 10 --rounds 3 --variants ...]
 """
 from __future__ import annotations
 
 import argparse
+import collections
+import contextlib
 import http.client
 import json
 import os
@@ -34,6 +52,7 @@ import resource
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -208,9 +227,10 @@ def measured(load, proc_pid: int, redis_pid: int, *args) -> dict:
 WORKER_UP = b"takes connections in turn"
 
 
-def start_server(argv: list, env: dict, port: int, log_path: Path, cwd: Path, workers_up: int = 0) -> subprocess.Popen:
-    """Start ``argv`` and wait until it answers HTTP on ``port`` (any status: the course's / may differ) and,
-    with ``workers_up``, until that many workers logged ``WORKER_UP``."""
+def start_server(argv: list, env: dict, port: int, log_path: Path, cwd: Path, workers_up: int = 0,
+                 ready_path: str = "/readyz") -> subprocess.Popen:
+    """Start ``argv`` and wait until ``ready_path`` answers 200 on ``port`` (``None``: any answer, for the course's
+    botify) and, with ``workers_up``, until that many workers logged ``WORKER_UP``."""
     import requests
 
     with open(log_path, "ab") as log:
@@ -222,7 +242,8 @@ def start_server(argv: list, env: dict, port: int, log_path: Path, cwd: Path, wo
         if proc.poll() is not None:
             raise RuntimeError(f"{argv[:4]} exited ({proc.returncode}); see {log_path}")
         try:
-            answered = answered or requests.get(f"http://127.0.0.1:{port}/", timeout=1) is not None
+            resp = requests.get(f"http://127.0.0.1:{port}{ready_path or '/'}", timeout=1)
+            answered = answered or ready_path is None or resp.status_code == 200
         except requests.RequestException:
             pass
         if answered and log_path.read_bytes()[start:].count(WORKER_UP) >= workers_up:
@@ -268,6 +289,11 @@ def parse_args(argv):
     parser.add_argument("--course", type=Path, help="the course's botify directory (server.py, config.json)")
     parser.add_argument("--course-python", default=sys.executable, help="python with the course's requirements")
     parser.add_argument("--no-dev", action="store_true", help="skip the development-server baseline")
+    parser.add_argument("--mode", choices=("closed", "open", "paths"), default="closed",
+                        help="closed: fixed connections (default); open: Poisson arrivals at 25/50/75%% of saturation;"
+                             " paths: botify variants (metrics, Redis transport, parser, worker) in turns")
+    parser.add_argument("--rounds", type=int, default=3, help="--mode paths: turns per variant (default 3)")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="--mode paths: comma list of " + ", ".join(VARIANTS))
     parser.add_argument("--load", nargs=5, metavar=("HOST:PORT", "N", "DURATION", "USERS", "TRACKS"),
                         help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -282,6 +308,8 @@ def main(argv=None) -> int:
         json.dump(result, sys.stdout)
         return 0
 
+    if args.mode != "closed":
+        return bench_open(args) if args.mode == "open" else bench_paths(args)
     from common.redis_server import RedisServer, free_port
     from botify.settings import load_settings
     from tests.botify.warehouse import catalog_rows, write_catalog, write_recommendations
@@ -316,7 +344,8 @@ def main(argv=None) -> int:
             port = free_port()
             balanced = name == label and server["worker_class"] == "gevent"
             proc = start_server(make_argv(port), env, port, tmp / f"{len(results)}.log", tmp,
-                                workers_up=int(server["workers"]) if balanced else 0)
+                                workers_up=int(server["workers"]) if balanced else 0,
+                                ready_path=None if name == "course botify" else "/readyz")
             try:
                 for c in levels:
                     results[name, c] = measured(load, proc.pid, redis_pid, port, c, args.duration, args.users,
@@ -330,6 +359,158 @@ def main(argv=None) -> int:
             f"c={c} {results[label, c]['rps'] / max(results[base, c]['rps'], 1e-9):.2f}x" for c in levels))
     print(f"botify /next AB, {load.__name__[4:]} {args.duration:.0f}s/level, loopback, {os.cpu_count()} shared cores, "
           f"load average {min(loadavg):.1f}-{max(loadavg):.1f}: " + " || ".join(parts))
+    return 0
+
+
+# --mode paths: what each variant changes against botify as shipped
+VARIANTS = {
+    "shipped": {},
+    "metrics-off": {"sets": ["metrics.enabled=false"]},
+    "redis-tcp": {"redis": "tcp"},
+    "python-parser": {"pythonpath": str(REPO / "bench" / "no_hiredis")},
+    "stock-worker": {"argv0": str(REPO / "bench" / "botify_stock_worker.py")},
+}
+
+
+@contextlib.contextmanager
+def bench_world(args):
+    """A warehouse (20,000 tracks, 2,000 users' lists), a real Redis, and the environment botify runs in."""
+    from common.redis_server import RedisServer
+    from tests.botify.warehouse import catalog_rows, write_catalog, write_recommendations
+
+    rng = random.Random(7)
+    server = RedisServer()
+    server.start()
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-botify-") as tmp:
+            tmp = Path(tmp)
+            root = "file://" + str(tmp) + "/warehouse"
+            write_catalog(root, catalog_rows(args.tracks, args.tracks // 20))
+            pool = list(range(args.tracks))
+            write_recommendations(root, "bench", {u: rng.sample(pool, 50) for u in range(args.users)}, pool[:100])
+            env = {k: v for k, v in os.environ.items() if not k.startswith("BOTIFY_")}
+            # as `botify serve` talks to its private Redis: over the unix socket
+            env.update(REDIS_URL=server.unix_url, BOTIFY_STORAGE_ROOT=root, BOTIFY_EXPERIMENTS="AB",
+                       PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+            yield tmp, env, server
+    finally:
+        server.stop()
+
+
+def botify_label(args, env) -> tuple:
+    from botify.settings import load_settings
+
+    server = load_settings(args.overrides, env=env)["server"]
+    return f"botify {server['workers']}w {server['worker_class']}", int(server["workers"])
+
+
+def level_figures(result: dict, seconds: float) -> dict:
+    from bench.http_load import percentile
+
+    lat = result["latencies"]
+    return {"rps": len(lat) / seconds, "errors": result["errors"],
+            **{k: (percentile(lat, q) or float("nan")) * 1000 for k, q in (("p50", .5), ("p99", .99), ("p999", .999))}}
+
+
+def bench_open(args) -> int:
+    from bench.http_load import closed_loop, open_loop
+    from common.redis_server import free_port
+
+    sets = [a for o in args.overrides for a in ("--set", o)]
+    fractions = (0.25, 0.5, 0.75)
+    loadavg, lines, figures = [], [], {}
+    with bench_world(args) as (tmp, env, redis_server):
+        label, workers = botify_label(args, env)
+        servers = {label: sets, "flask dev server": [*sets, "--dev"]}
+        for name, extra in servers.items():
+            port = free_port()
+            proc = start_server(botify_argv(port, *extra), env, port, tmp / f"{len(figures)}.log", tmp,
+                                workers_up=workers if name == label else 0)
+            try:
+                closed_loop("127.0.0.1", port, 8, 2.0, args.users, args.tracks)  # warm up every worker
+                sat = closed_loop("127.0.0.1", port, 32, args.duration / 2, args.users, args.tracks)
+                saturation = len(sat["latencies"]) / sat["duration"]
+                parts = [f"saturation {saturation:,.0f} req/s (32 conns)"]
+                for frac in fractions:
+                    result = open_loop("127.0.0.1", port, frac * saturation, args.duration, args.users, args.tracks)
+                    f = figures[name, frac] = level_figures(result, args.duration)
+                    loadavg.append(os.getloadavg()[0])
+                    parts.append(f"{frac:.0%} ({frac * saturation:,.0f} req/s offered, {f['rps']:,.0f} answered) "
+                                 f"p50 {f['p50']:.2f} p99 {f['p99']:.2f} p99.9 {f['p999']:.2f} ms err {f['errors']} "
+                                 f"conns {result['connections']}")
+                figures[name, "sat"] = saturation
+                lines.append(f"{name}: " + " | ".join(parts))
+            finally:
+                stop_server(proc)
+    base = "flask dev server"
+    ratio = (f"botify/{base}: saturation {figures[label, 'sat'] / figures[base, 'sat']:.2f}x, p99 at 50% "
+             f"{figures[label, 0.5]['p99'] / figures[base, 0.5]['p99']:.2f}x; botify p99 at 50% "
+             f"{figures[label, 0.5]['p99']:.2f} ms (target <= 10 ms)")
+    print(f"botify /next AB open loop (Poisson arrivals, latency from the due time), {args.duration:.0f}s/level, "
+          f"loopback, {os.cpu_count()} shared cores, load average {min(loadavg):.1f}-{max(loadavg):.1f}: "
+          + " || ".join(lines) + " || " + ratio)
+    return 0
+
+
+def bench_paths(args) -> int:
+    from bench.http_load import closed_loop
+    from common.redis_server import free_port
+
+    names = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = set(names) - set(VARIANTS)
+    if unknown or "shipped" not in names:
+        raise SystemExit(f"--variants: known {', '.join(VARIANTS)}, 'shipped' included (got {args.variants})")
+    levels = [int(c) for c in args.concurrency.split(",")] if args.concurrency != "1,8,64" else [8]
+    sets = [a for o in args.overrides for a in ("--set", o)]
+    runs = collections.defaultdict(list)
+    loadavg = []
+    with bench_world(args) as (tmp, env, redis_server):
+        label, workers = botify_label(args, env)
+        redis_pid = redis_server_pid(redis_server.url)
+        procs = {}
+        try:
+            for name in names:
+                v = VARIANTS[name]
+                port = free_port()
+                argv = [sys.executable, v.get("argv0", "-m"), *([] if "argv0" in v else ["botify"]), "serve",
+                        "--port", str(port), *sets, *[a for o in v.get("sets", []) for a in ("--set", o)]]
+                venv = dict(env)
+                if v.get("redis") == "tcp":
+                    venv["REDIS_URL"] = redis_server.url
+                if v.get("pythonpath"):
+                    venv["PYTHONPATH"] = v["pythonpath"] + os.pathsep + env["PYTHONPATH"]
+                procs[name] = (start_server(argv, venv, port, tmp / f"{name}.log", tmp,
+                                            workers_up=0 if name == "stock-worker" else workers), port)
+                closed_loop("127.0.0.1", port, 8, 2.0, args.users, args.tracks)  # every worker up and warm
+            for _ in range(args.rounds):
+                for c in levels:
+                    for name in names:
+                        proc, port = procs[name]
+                        before = tree_cpu_s(proc.pid) + tree_cpu_s(redis_pid)
+                        result = closed_loop("127.0.0.1", port, c, args.duration, args.users, args.tracks)
+                        cpu = tree_cpu_s(proc.pid) + tree_cpu_s(redis_pid) - before
+                        f = level_figures(result, args.duration)
+                        f["cpu_ms"] = cpu * 1000 / max(len(result["latencies"]), 1)
+                        runs[name, c].append(f)
+                        loadavg.append(os.getloadavg()[0])
+        finally:
+            for proc, _ in procs.values():
+                stop_server(proc)
+
+    def median(name, c, key):
+        return statistics.median(r[key] for r in runs[name, c])
+
+    parts = []
+    for name in names:
+        parts.append(f"{name}: " + " | ".join(
+            f"c={c} {median(name, c, 'rps'):,.0f} req/s p50 {median(name, c, 'p50'):.2f} p99 {median(name, c, 'p99'):.2f}"
+            f" ms cpu/req {median(name, c, 'cpu_ms'):.3f} ms err {sum(r['errors'] for r in runs[name, c])}"
+            + ("" if name == "shipped" else f" ({median(name, c, 'rps') / median('shipped', c, 'rps'):.2f}x req/s, "
+                                            f"{median(name, c, 'cpu_ms') / median('shipped', c, 'cpu_ms'):.2f}x cpu)")
+            for c in levels))
+    print(f"{label} /next AB paths, closed loop {args.duration:.0f}s x {args.rounds} rounds in turns (medians), "
+          f"loopback, {os.cpu_count()} shared cores, load average {min(loadavg):.1f}-{max(loadavg):.1f}, ratios "
+          f"against shipped (unix socket, hiredis, metrics on, balanced worker): " + " || ".join(parts))
     return 0
 
 
