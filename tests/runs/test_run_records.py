@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 import zipfile
 from collections import Counter
 from pathlib import Path
@@ -119,6 +122,34 @@ def test_under_spark_submit_the_record_names_the_application_and_its_event_log(t
     assert [p.name for p in events_dir.iterdir()] == [f"eventlog_v2_{record['spark']['app_id']}"]
     assert list(record["stages"])[0] == "session" and "publish" in record["stages"]
     assert record["quarantined"] == {"not_json_object": 2, "bad_user": 1}
+    # docs/operations.md's History Server command over that directory lists the application
+    assert record["spark"]["app_id"] in [app["id"] for app in history_server_apps(events_dir)]
+
+
+def history_server_apps(events_dir: Path) -> list:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1",
+           "SPARK_HISTORY_OPTS": f"-Dspark.history.fs.logDirectory=file://{events_dir} -Dspark.history.ui.port={port}"}
+    server = subprocess.Popen([str(Path(sys.executable).parent / "spark-class"),
+                               "org.apache.spark.deploy.history.HistoryServer"],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/applications", timeout=5) as answer:
+                    apps = json.loads(answer.read())
+                if apps or time.monotonic() > deadline:  # the provider scans the directory every 10 s
+                    return apps
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise
+            time.sleep(1)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def test_a_code_zip_stamped_at_submit_names_the_commit_without_git(tmp_path):
