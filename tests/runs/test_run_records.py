@@ -84,6 +84,13 @@ def test_records_hold_the_counts_of_what_the_jobs_wrote(spark, tmp_path):
     assert extracted["inputs"][0]["rows"] == lines  # the lines staging read, as the staged manifest says
     assert extracted["quarantined"] == {}  # staging quarantined the bad lines; no unknown tracks without a catalog
 
+    assert launch.run(["analyze_ab", "--run", "r1", "--input", "events/botify", "--experiment", "AB", "--control", "C",
+                       "--set", root]) == 0
+    [analysed] = records(tmp_path, "analyze_ab")
+    [user_metrics] = analysed["outputs"]
+    assert user_metrics["rows"] == spark.read.parquet(user_metrics["uri"]).count() > 0
+    assert set(analysed["stages"]) >= {"sessions", "effects", "publish"}
+
 
 def test_a_failed_job_leaves_a_failed_record_with_its_error(spark, tmp_path):
     write_logs(tmp_path)
