@@ -23,6 +23,7 @@ setup(
             "botify-demo=pipeline.demo:main",
             "botify-daily=pipeline.daily:main",
             "botify-upload=pipeline.upload_logs:main",
+            "botify-minicluster=pipeline.minicluster:main",
             "botify=botify.cli:main",
             "botify-sim=sim.__main__:main",
         ]

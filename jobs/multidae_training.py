@@ -32,6 +32,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from common import petastorm_hdfs
 from common.checkpoint import from_bytes, to_bytes
 from common.model import MultiDAE
 from common.storage import FsspecStorage, join
@@ -101,6 +102,7 @@ def _threads(requested: int) -> int:
 def _start_rank(spec: TrainingSpec) -> Tuple[int, int, str]:
     """Join the process group; (rank, world size, device)."""
     warnings.filterwarnings("ignore", category=FutureWarning, module="petastorm")  # pyarrow legacy-API notices
+    petastorm_hdfs.install()
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s rank{os.environ.get('RANK', '?')}: %(message)s")
     dist.init_process_group("nccl" if spec.use_gpu else "gloo")
     device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if spec.use_gpu else "cpu"
@@ -249,7 +251,7 @@ def _exit_without_teardown() -> None:
 
 # The rank function and what it uses travel by value: torchrun's child processes on an executor
 # import only installed packages, not the --py-files zip that the executor's own Python worker sees.
-SHIPPED_BY_VALUE = ("jobs.multidae_training", "common.training", "common.evaluation", "common.checkpoint", "common.model",
+SHIPPED_BY_VALUE = ("jobs.multidae_training", "common.petastorm_hdfs", "common.training", "common.evaluation", "common.checkpoint", "common.model",
                     "common.ranking_metrics", "common.storage", "common.manifest", "common.paths")
 
 

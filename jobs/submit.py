@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import logging
 import os
 import shlex
@@ -26,8 +27,10 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from common.config import REPO_CONF_DIR, ConfigError, find_conf_file
+from common.run_record import build_info_source
 from common.spark import load_profile
 from jobs import JOBS
+from jobs.cluster_cache import CacheError, publish_once, spark_jars_archive
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +65,10 @@ def check_java() -> None:
         raise SubmitError("Java not found: Spark needs Java 17 on PATH (or JAVA_HOME set)")
 
 
+# Where Spark's jars are: the cluster profiles ship them from here (once, see jobs/cluster_cache.py).
+SPARK_HOME = Path(os.environ.get("SPARK_HOME") or Path(importlib.util.find_spec("pyspark").origin).parent)
+
+
 def spark_submit_binary() -> str:
     candidates = []
     if os.environ.get("SPARK_HOME"):
@@ -84,6 +91,8 @@ def build_code_zip(out: Path = BUILD / "botify-code.zip") -> Path:
         for package in CODE_PACKAGES:
             for path in sorted((REPO / package).rglob("*.py")):
                 zf.write(path, path.relative_to(REPO).as_posix())
+        # A cluster node has no .git: the run records read the commit from here.
+        zf.writestr("common/build_info.py", build_info_source())
     tmp.replace(out)
     return out
 
@@ -133,6 +142,7 @@ def build_command(
     profile: Optional[str] = None,
     conf: Sequence[str] = (),
     build_env: bool = True,
+    deploy_mode: Optional[str] = None,
 ) -> List[str]:
     check_job(job)
     check_java()
@@ -142,14 +152,19 @@ def build_command(
     except ConfigError as exc:
         raise SubmitError(str(exc)) from exc
     master = master or str(spec["master"])
-    deploy_mode = str(spec.get("deploy_mode", "client"))
+    deploy_mode = deploy_mode or str(spec.get("deploy_mode", "client"))
     settings = {str(k): str(v) for k, v in spec["conf"].items()}
     argv = [spark_submit_binary(), "--master", master, "--deploy-mode", deploy_mode, "--name", f"botify-{job}"]
     argv += ["--py-files", str(build_code_zip()), "--files", ",".join(conf_files())]
     if deploy_mode == "client":
         argv += ["--driver-java-options", f"-Dlog4j2.configurationFile=file:{REPO_CONF_DIR / 'log4j2.properties'}"]
     if spec.get("ship_env"):
-        argv += ["--archives", f"{packed_env(build_env)}#environment"]
+        env_archive = str(packed_env(build_env))
+        if spec.get("cache_dir") and build_env:
+            env_archive = publish_once(Path(env_archive), str(spec["cache_dir"]))
+            settings.setdefault("spark.yarn.archive",
+                                publish_once(spark_jars_archive(SPARK_HOME, BUILD), str(spec["cache_dir"])))
+        argv += ["--archives", f"{env_archive}#environment"]
         settings["spark.pyspark.python"] = "./environment/bin/python"
         if deploy_mode == "client":
             settings["spark.pyspark.driver.python"] = sys.executable
@@ -179,6 +194,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("job", nargs="?", help=f"job name, one of: {', '.join(sorted(JOBS))}")
     parser.add_argument("--master", help="local[*] (default), spark://host:port or yarn")
     parser.add_argument("--profile", help="Spark profile in conf/spark/ (default: from the master)")
+    parser.add_argument("--deploy-mode", choices=("client", "cluster"),
+                        help="where the driver runs (default: the profile's; yarn: cluster)")
     parser.add_argument("--conf", action="append", default=[], help="extra Spark conf key=value (repeatable)")
     parser.add_argument("--dry-run", action="store_true", help="print the spark-submit command, run nothing")
     return parser
@@ -212,8 +229,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.help:
             return print_help(args.job)
         command = build_command(args.job, job_args, args.master, args.profile, args.conf,
-                                build_env=not args.dry_run)
-    except SubmitError as exc:
+                                build_env=not args.dry_run, deploy_mode=args.deploy_mode)
+    except (SubmitError, CacheError) as exc:
         print(f"spark-submit.sh: {exc}", file=sys.stderr)
         return 2
     if args.dry_run:

@@ -35,6 +35,7 @@ import torch
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from common import petastorm_hdfs
 from common.checkpoint import CHECKPOINT_FORMAT, MODEL_FILE, blob_storage, from_bytes, model_dir, to_bytes
 from common.evaluation import evaluate_heldout, model_scorer
 from common.heldout_split import build_split, collect_heldout
@@ -131,6 +132,7 @@ def train(spark: SparkSession, config: Dict, version: str, data: Prepared) -> Di
     dist_cfg, knobs = settings["distributor"], Knobs.from_settings(settings)
     processes = int(dist_cfg["num_processes"])
     spark.conf.set(SparkDatasetConverter.PARENT_CACHE_DIR_URL_CONF, resolve(config, settings["petastorm"]["cache_dir"]))
+    petastorm_hdfs.install()
     with logged_time(log, "petastorm: %d training rows materialised to Parquet", data.n_train):
         converter = make_spark_converter(data.train_items)
     work_uri = join(resolve(config, "models/multidae/_work"), version)

@@ -1,0 +1,208 @@
+package botify.minicluster;
+
+import java.io.File;
+import java.io.FileOutputStream;
+import java.io.IOException;
+import java.io.OutputStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+
+import org.apache.hadoop.conf.Configuration;
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.fs.permission.FsPermission;
+import org.apache.hadoop.hdfs.MiniDFSCluster;
+import org.apache.hadoop.yarn.conf.YarnConfiguration;
+import org.apache.hadoop.yarn.server.MiniYARNCluster;
+
+/**
+ * HDFS and YARN on this host, in one JVM, until stdin closes or the process gets SIGTERM.
+ *
+ * <p>Usage: {@code MiniCluster <dir> [nodemanager-memory-mb] [nodemanager-vcores]}. Writes the client
+ * configuration to {@code <dir>/conf} (core-site.xml, hdfs-site.xml, yarn-site.xml: a HADOOP_CONF_DIR),
+ * then {@code <dir>/cluster.json} last, so its presence means "ready". Every server binds to 127.0.0.1.
+ */
+public final class MiniCluster {
+
+    private MiniCluster() {
+    }
+
+    public static void main(String[] args) {
+        try {
+            run(args);
+        } catch (Throwable failure) {
+            // The servers' threads are not daemons: without an explicit exit a failed start would linger.
+            failure.printStackTrace();
+            System.exit(1);
+        }
+    }
+
+    private static void run(String[] args) throws Exception {
+        if (args.length < 1) {
+            System.err.println("usage: MiniCluster <dir> [nodemanager-memory-mb] [nodemanager-vcores]");
+            System.exit(2);
+        }
+        File dir = new File(args[0]).getAbsoluteFile();
+        int nmMemoryMb = args.length > 1 ? Integer.parseInt(args[1]) : 8192;
+        int nmVcores = args.length > 2 ? Integer.parseInt(args[2]) : 4;
+        File confDir = new File(dir, "conf");
+        if (!confDir.mkdirs() && !confDir.isDirectory()) {
+            throw new IOException("cannot create " + confDir);
+        }
+
+        Configuration hdfsConf = new Configuration();
+        hdfsConf.set("dfs.replication", "1");
+        // Permissions stay on: the YARN fault tests and real clusters both depend on them.
+        hdfsConf.setBoolean("dfs.permissions.enabled", true);
+        // The tests put the NameNode in safe mode on purpose; leaving it must be quick.
+        hdfsConf.setInt("dfs.namenode.safemode.extension", 0);
+        MiniDFSCluster dfs = new MiniDFSCluster.Builder(hdfsConf, new File(dir, "dfs"))
+                .numDataNodes(1)
+                .format(true)
+                .build();
+        dfs.waitActive();
+        String defaultFs = dfs.getURI().toString();
+        FileSystem fs = dfs.getFileSystem();
+        // What a cluster's admin creates: a world-writable /tmp (Spark's staging may go there) and /user.
+        fs.mkdirs(new org.apache.hadoop.fs.Path("/tmp"), new FsPermission((short) 01777));
+        fs.setPermission(new org.apache.hadoop.fs.Path("/tmp"), new FsPermission((short) 01777));
+        fs.mkdirs(new org.apache.hadoop.fs.Path("/user"), new FsPermission((short) 0755));
+
+        YarnConfiguration yarnConf = new YarnConfiguration();
+        yarnConf.set("fs.defaultFS", defaultFs);
+        yarnConf.set(YarnConfiguration.RM_HOSTNAME, "127.0.0.1");
+        yarnConf.set(YarnConfiguration.NM_ADDRESS, "127.0.0.1:0");
+        yarnConf.set(YarnConfiguration.NM_LOCALIZER_ADDRESS, "127.0.0.1:0");
+        yarnConf.set(YarnConfiguration.NM_WEBAPP_ADDRESS, "127.0.0.1:0");
+        // One queue with the whole cluster, as Spark's own YARN suite configures it.
+        yarnConf.set("yarn.scheduler.capacity.root.queues", "default");
+        yarnConf.setInt("yarn.scheduler.capacity.root.default.capacity", 100);
+        yarnConf.setInt("yarn.scheduler.capacity.root.default.maximum-capacity", 100);
+        yarnConf.setFloat("yarn.scheduler.capacity.root.default.user-limit-factor", 1);
+        yarnConf.set("yarn.scheduler.capacity.root.default.state", "RUNNING");
+        yarnConf.set("yarn.scheduler.capacity.root.default.acl_submit_applications", "*");
+        yarnConf.set("yarn.scheduler.capacity.root.default.acl_administer_queue", "*");
+        yarnConf.setInt("yarn.scheduler.capacity.node-locality-delay", -1);
+        // A developer's disk is often fuller than a datanode's; do not mark the only node unhealthy.
+        yarnConf.setFloat("yarn.nodemanager.disk-health-checker.max-disk-utilization-per-disk-percentage", 100.0f);
+        // Python workers and torch map far more virtual memory than they use: YARN's checks would kill them.
+        yarnConf.setBoolean(YarnConfiguration.NM_VMEM_CHECK_ENABLED, false);
+        yarnConf.setBoolean(YarnConfiguration.NM_PMEM_CHECK_ENABLED, false);
+        yarnConf.setInt(YarnConfiguration.NM_PMEM_MB, nmMemoryMb);
+        yarnConf.setInt(YarnConfiguration.NM_VCORES, nmVcores);
+        yarnConf.setInt(YarnConfiguration.RM_SCHEDULER_MINIMUM_ALLOCATION_MB, 256);
+        yarnConf.setInt(YarnConfiguration.RM_SCHEDULER_MAXIMUM_ALLOCATION_MB, nmMemoryMb);
+        yarnConf.setInt(YarnConfiguration.RM_SCHEDULER_MAXIMUM_ALLOCATION_VCORES, nmVcores);
+        // Keep finished containers' logs where `yarn logs`-less users can read them: the NM's log dirs.
+        yarnConf.setBoolean(YarnConfiguration.LOG_AGGREGATION_ENABLED, false);
+        yarnConf.setInt(YarnConfiguration.DEBUG_NM_DELETE_DELAY_SEC, 600);
+
+        // The ResourceManager alone here; its NodeManager runs in a JVM of its own (startNodeManager): web apps
+        // in one JVM share Guice's static filter, and the last one started would answer the RM's REST API.
+        MiniYARNCluster yarn = new MiniYARNCluster("botify", 0, 1, 1);
+        yarn.init(yarnConf);
+        yarn.start();
+        Configuration live = yarn.getConfig();
+        // start() can return before the RM has written its bound address back (Spark's suite waits too).
+        waitFor(() -> !live.get(YarnConfiguration.RM_ADDRESS, "").endsWith(":0"), "the ResourceManager's address");
+        File nmConf = new File(dir, "nodemanager-site.xml");
+        Configuration nmSite = new Configuration(false);
+        for (java.util.Map.Entry<String, String> entry : live) {
+            if (entry.getKey().startsWith("yarn.")) {
+                nmSite.set(entry.getKey(), entry.getValue());
+            }
+        }
+        nmSite.set("fs.defaultFS", defaultFs);
+        nmSite.set(YarnConfiguration.NM_LOCAL_DIRS, new File(dir, "nm-local").getPath());
+        nmSite.set(YarnConfiguration.NM_LOG_DIRS, new File(dir, "nm-logs").getPath());
+        nmSite.set(YarnConfiguration.NM_RECOVERY_ENABLED, "false");
+        writeXml(nmSite, nmConf);
+        Process nodeManager = new ProcessBuilder(javaCommand(NodeManagerMain.class.getName(), nmConf.getPath()))
+                .redirectErrorStream(true)
+                .redirectOutput(ProcessBuilder.Redirect.appendTo(new File(dir, "nodemanager.log")))
+                .start();
+        waitFor(() -> {
+            if (!nodeManager.isAlive()) {
+                throw new IllegalStateException("the NodeManager exited; see " + new File(dir, "nodemanager.log"));
+            }
+            return !yarn.getResourceManager().getRMContext().getRMNodes().isEmpty();
+        }, "a NodeManager to register");
+
+        Configuration core = new Configuration(false);
+        core.set("fs.defaultFS", defaultFs);
+        writeXml(core, new File(confDir, "core-site.xml"));
+        Configuration hdfsSite = new Configuration(false);
+        hdfsSite.set("dfs.replication", "1");
+        writeXml(hdfsSite, new File(confDir, "hdfs-site.xml"));
+        Configuration yarnSite = new Configuration(false);
+        for (String key : new String[] {
+                YarnConfiguration.RM_ADDRESS, YarnConfiguration.RM_SCHEDULER_ADDRESS,
+                YarnConfiguration.RM_RESOURCE_TRACKER_ADDRESS, YarnConfiguration.RM_ADMIN_ADDRESS,
+                YarnConfiguration.RM_WEBAPP_ADDRESS, YarnConfiguration.RM_HOSTNAME,
+                YarnConfiguration.RM_SCHEDULER_MINIMUM_ALLOCATION_MB,
+                YarnConfiguration.RM_SCHEDULER_MAXIMUM_ALLOCATION_MB}) {
+            yarnSite.set(key, live.get(key));
+        }
+        writeXml(yarnSite, new File(confDir, "yarn-site.xml"));
+
+        String json = String.format(
+                "{\"fs_default\": \"%s\", \"rm_address\": \"%s\", \"rm_webapp\": \"http://%s\", "
+                        + "\"namenode_http\": \"http://%s\", \"conf_dir\": \"%s\", \"pid\": %d}%n",
+                defaultFs, live.get(YarnConfiguration.RM_ADDRESS), live.get(YarnConfiguration.RM_WEBAPP_ADDRESS),
+                dfs.getNameNode().getHttpAddress().getHostString() + ":" + dfs.getNameNode().getHttpAddress().getPort(),
+                confDir.getPath(), ProcessHandle.current().pid());
+        Path ready = dir.toPath().resolve("cluster.json");
+        Path tmp = dir.toPath().resolve("cluster.json.tmp");
+        Files.writeString(tmp, json, StandardCharsets.UTF_8);
+        Files.move(tmp, ready, StandardCopyOption.ATOMIC_MOVE);
+        System.out.println("READY " + json.trim());
+        System.out.flush();
+
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+            nodeManager.destroy();
+            stop(yarn, dfs);
+        }));
+        // Stdin closing means the process that started us is gone: do not outlive it.
+        while (System.in.read() != -1) {
+            // ignore input
+        }
+        System.exit(0);
+    }
+
+    /** The same JVM (binary, class path, module flags) for the NodeManager child. */
+    private static java.util.List<String> javaCommand(String mainClass, String... args) {
+        java.util.List<String> command = new java.util.ArrayList<>();
+        command.add(ProcessHandle.current().info().command().orElse("java"));
+        command.addAll(java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments());
+        command.add("-cp");
+        command.add(System.getProperty("java.class.path"));
+        command.add(mainClass);
+        command.addAll(java.util.Arrays.asList(args));
+        return command;
+    }
+
+    private static void waitFor(java.util.concurrent.Callable<Boolean> condition, String what) throws Exception {
+        long deadline = System.currentTimeMillis() + 120_000;
+        while (!condition.call()) {
+            if (System.currentTimeMillis() > deadline) {
+                throw new IllegalStateException("YARN did not come up: no " + what + " after 120 s");
+            }
+            Thread.sleep(200);
+        }
+    }
+
+    private static void stop(MiniYARNCluster yarn, MiniDFSCluster dfs) {
+        try {
+            yarn.stop();
+        } finally {
+            dfs.shutdown();
+        }
+    }
+
+    private static void writeXml(Configuration conf, File file) throws IOException {
+        try (OutputStream out = new FileOutputStream(file)) {
+            conf.writeXml(out);
+        }
+    }
+}
