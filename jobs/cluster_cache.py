@@ -15,37 +15,19 @@ archive under the name the next submit trusts.
 from __future__ import annotations
 
 import logging
-import os
 import posixpath
 import uuid
-import xml.etree.ElementTree as ET
 import zipfile
 from pathlib import Path
-from typing import Optional
 from urllib.parse import urlparse
+
+from common.hadoop_conf import default_fs
 
 log = logging.getLogger(__name__)
 
 
 class CacheError(RuntimeError):
     """The cluster's file system cannot be found or written for the shipped files."""
-
-
-def default_fs(conf_dir: Optional[str] = None) -> str:
-    """``fs.defaultFS`` from ``$HADOOP_CONF_DIR/core-site.xml``."""
-    conf_dir = conf_dir or os.environ.get("HADOOP_CONF_DIR")
-    if not conf_dir:
-        raise CacheError("HADOOP_CONF_DIR is not set: it must name the cluster's client configuration "
-                         "(core-site.xml, yarn-site.xml); `botify-minicluster` prints one for this host")
-    core_site = Path(conf_dir) / "core-site.xml"
-    try:
-        root = ET.parse(core_site).getroot()
-    except (OSError, ET.ParseError) as exc:
-        raise CacheError(f"cannot read {core_site}: {exc}") from exc
-    for prop in root.iter("property"):
-        if prop.findtext("name") == "fs.defaultFS":
-            return (prop.findtext("value") or "").strip().rstrip("/")
-    raise CacheError(f"{core_site} sets no fs.defaultFS")
 
 
 def cache_uri(cache_dir: str, name: str) -> str:

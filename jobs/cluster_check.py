@@ -11,7 +11,7 @@ import argparse
 import json
 from typing import Sequence
 
-from common.spark import get_session
+from common.spark import add_job_arguments, get_session
 
 
 def probe(_):
@@ -35,7 +35,7 @@ def probe(_):
 
 def main(argv: Sequence[str] = ()) -> int:
     parser = argparse.ArgumentParser(prog="cluster_check", description=__doc__.split("\n")[0])
-    parser.add_argument("--profile", default="local")
+    add_job_arguments(parser)  # --config/--set: its run record goes under storage.root like every job's
     parser.add_argument("--tasks", type=int, default=0, help="tasks to run (default: default parallelism)")
     args = parser.parse_args(argv)
     spark = get_session("cluster_check", args.profile)
@@ -44,5 +44,5 @@ def main(argv: Sequence[str] = ()) -> int:
     seen = sc.parallelize(range(tasks), tasks).mapPartitions(probe).collect()
     distinct = sorted({json.dumps(s, sort_keys=True) for s in seen})
     for line in distinct:
-        print("executor:", line)
+        print("executor:", line, flush=True)  # one write per line: in cluster mode the JVM shares this stdout
     return 0

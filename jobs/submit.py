@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from common.config import REPO_CONF_DIR, ConfigError, find_conf_file
+from common.hadoop_conf import HadoopConfError
 from common.run_record import build_info_source
 from common.spark import load_profile
 from jobs import JOBS
@@ -230,7 +231,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return print_help(args.job)
         command = build_command(args.job, job_args, args.master, args.profile, args.conf,
                                 build_env=not args.dry_run, deploy_mode=args.deploy_mode)
-    except (SubmitError, CacheError) as exc:
+    except (SubmitError, CacheError, HadoopConfError) as exc:
         print(f"spark-submit.sh: {exc}", file=sys.stderr)
         return 2
     if args.dry_run:

@@ -18,8 +18,10 @@ the end, on failure and on Ctrl-C. Each step's output goes to
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import logging
+import os
 import secrets
 import shutil
 import signal
@@ -28,8 +30,11 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
+from common.hadoop_conf import default_fs
 from common.redis_server import RedisServer, free_port, redact
+from common.storage import FsspecStorage, join
 from pipeline import processes
+from pipeline.minicluster import MiniCluster
 from pipeline.processes import PYTHON, REPO, Service, StepFailed, command
 
 log = logging.getLogger("demo")
@@ -52,6 +57,13 @@ class Demo:
         self.args = args
         self.workdir = Path(args.workdir).resolve()
         self.root = self.workdir / "warehouse"
+        self.world = self.root / "world"
+        # --cluster yarn: every job on YARN, every artifact on HDFS; the world is generated here and uploaded.
+        self.yarn = args.cluster == "yarn"
+        self.cluster: Optional[MiniCluster] = None
+        self.root_uri = str(self.root)
+        if self.yarn:
+            self.world = self.workdir / "world"
         self.logs = self.workdir / "logs"
         self.token = secrets.token_urlsafe(24)
         self.port = free_port()
@@ -73,7 +85,9 @@ class Demo:
         processes.run(argv, env=env, log_file=self.logs / f"{name}.log", cwd=REPO)
 
     def spark_job(self, job: str, *args: str, log_name: Optional[str] = None) -> None:
-        self.sh(log_name or job, [str(REPO / "spark-submit.sh"), job, "--set", f"storage.root={self.root}", *args])
+        cluster = ["--master", "yarn", "--profile", self.spark_profile] if self.yarn else []
+        self.sh(log_name or job, [str(REPO / "spark-submit.sh"), job, *cluster, "--set", f"storage.root={self.root_uri}",
+                                  *args])
 
     def stage(self, dataset: str) -> None:
         """logs/<dataset> -> events/<dataset>: parsed, validated and deduplicated once, as botify-daily does."""
@@ -84,16 +98,16 @@ class Demo:
         return self.workdir / "botify-logs" / phase
 
     # -- steps --------------------------------------------------------------------------------
-    def generate_world(self) -> None:
+    def generate_world_files(self) -> None:
         a = self.args
-        self.sh("world", [PYTHON, "-m", "sim", "generate", "--seed", str(a.seed), "--out", str(self.root / "world"),
+        self.sh("world", [PYTHON, "-m", "sim", "generate", "--seed", str(a.seed), "--out", str(self.world),
                           "--tracks", str(a.tracks), "--users", str(a.users)])
 
     def start_botify(self, experiment: str) -> None:
         self.stop_botify()
         phase = experiment.lower()
         argv = [command("botify"), "serve", "--port", str(self.port), "--workers", str(self.args.botify_workers),
-                "--set", f"storage.root={self.root}", "--set", f"event_log.dir={self.botify_dir(phase)}"]
+                "--set", f"storage.root={self.root_uri}", "--set", f"event_log.dir={self.botify_dir(phase)}"]
         env = {"REDIS_URL": self.redis.url, "BOTIFY_ADMIN_TOKEN": self.token, "BOTIFY_EXPERIMENTS": experiment}
         self.botify = Service("botify", argv, env, self.logs / f"botify-{phase}.log")
         self.botify.start(self.url + "/readyz")  # 200 once Redis holds the catalog and every served set
@@ -105,12 +119,12 @@ class Demo:
 
     def simulate(self, name: str, episodes: int, seed: int) -> None:
         self.sh(name, [PYTHON, "-m", "sim.run", "--episodes", str(episodes), "--recommender", "remote",
-                       "--world", str(self.root / "world"), "--url", self.url, "--seed", str(seed),
+                       "--world", str(self.world), "--url", self.url, "--seed", str(seed),
                        "--processes", str(self.args.sim_processes), "--output", str(self.workdir / f"{name}.jsonl")])
 
     def upload(self, phase: str, dataset: str) -> None:
         self.sh(f"upload-{dataset}", [command("botify-upload"), dataset, "--cleanup", "--no-progress",
-                                      "--log-dir", str(self.botify_dir(phase)), "--set", f"storage.root={self.root}"])
+                                      "--log-dir", str(self.botify_dir(phase)), "--set", f"storage.root={self.root_uri}"])
 
     def reload(self) -> None:
         # The token goes by environment: in argv it shows in `ps`, and one starting with "-" (token_urlsafe
@@ -123,6 +137,8 @@ class Demo:
             shutil.rmtree(self.workdir)
         self.logs.mkdir(parents=True)
         print(f"botify demo in {self.workdir} (step logs in {self.logs})")
+        if self.yarn:
+            self.step("start HDFS + YARN" if "HADOOP_CONF_DIR" not in os.environ else "HDFS root", self.use_cluster)
         self.redis = RedisServer()
         self.redis.start()
         (self.workdir / "services.json").write_text(json.dumps({"redis": redact(self.redis.url), "botify": self.url}))
@@ -151,10 +167,29 @@ class Demo:
                 "--run", self.run_id, *cuped))
         finally:
             self.stop_botify()
-            self.redis.stop()
+            if self.redis is not None:
+                self.redis.stop()
+            if self.cluster is not None:
+                self.cluster.stop()
             (self.workdir / "timings.json").write_text(json.dumps(self.timings, indent=2))
         self.show_report()
         return 0
+
+    def use_cluster(self) -> None:
+        """The mini cluster unless HADOOP_CONF_DIR names one; a fresh storage root on its file system."""
+        if "HADOOP_CONF_DIR" not in os.environ:
+            self.cluster = MiniCluster(self.workdir / "minicluster").start()
+            os.environ.update(self.cluster.env())  # every child (spark-submit, botify, botify-upload) uses it
+        self.spark_profile = self.args.spark_profile or ("minicluster" if self.cluster else "yarn")
+        self.root_uri = self.args.root or join(default_fs(), "user", getpass.getuser(), "botify-demo")
+        FsspecStorage().delete(self.root_uri)
+
+    def generate_world(self) -> None:
+        self.generate_world_files()
+        if self.yarn:  # jobs and botify read the catalog from the storage root
+            storage = FsspecStorage()
+            for path in sorted(self.world.glob("*")):
+                storage.write_bytes(join(self.root_uri, "world", path.name), path.read_bytes())
 
     def training_traffic(self) -> None:
         a = self.args
@@ -176,6 +211,13 @@ class Demo:
 
     def show_report(self) -> None:
         out = self.root / "ab" / self.args.experiment / self.run_id
+        if self.yarn:  # the report lives on HDFS: bring it here to show it
+            out = self.workdir / "report"
+            out.mkdir(exist_ok=True)
+            storage = FsspecStorage()
+            for name in ("report.md", "ab_results.png"):
+                (out / name).write_bytes(storage.read_bytes(join(self.root_uri, "ab", self.args.experiment,
+                                                                 self.run_id, name)))
         print()
         print((out / "report.md").read_text())
         print(f"report:  {out / 'report.md'}")
@@ -207,6 +249,13 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--train-traffic", choices=("http", "fast"),
                         help="training traffic through botify over HTTP, or its logs written by the simulate_logs "
                              "job (default: the scale's; the A/B always goes over HTTP)")
+    parser.add_argument("--cluster", choices=("local", "yarn"), default="local",
+                        help="local: local[*] Spark, a local folder as storage; yarn: every job submitted to YARN, "
+                             "every artifact on HDFS (Hadoop's mini cluster on this host unless HADOOP_CONF_DIR is set)")
+    parser.add_argument("--spark-profile", help="with --cluster yarn: the Spark profile (default: minicluster for "
+                                                "the mini cluster, yarn for the cluster HADOOP_CONF_DIR names)")
+    parser.add_argument("--root", help="with --cluster yarn: the storage root, wiped first "
+                                       "(default: <fs.defaultFS>/user/<you>/botify-demo)")
     parser.add_argument("--sim-processes", type=int, default=2)
     parser.add_argument("--botify-workers", type=int, default=2)
     args = parser.parse_args(argv)

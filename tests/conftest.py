@@ -1,5 +1,6 @@
 """Shared fixtures: one real local Spark session per test run, real Redis servers,
-and a real Spark standalone cluster for the cluster-path tests."""
+a real Spark standalone cluster for the cluster-path tests, and a real HDFS + YARN
+(Hadoop's mini clusters) for the Hadoop tests."""
 from __future__ import annotations
 
 import os
@@ -48,6 +49,16 @@ def standalone_cluster():
     from tests.standalone_cluster import StandaloneCluster
 
     cluster = StandaloneCluster(workers=2, cores=1, memory="2g").start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def yarn():
+    """Hadoop's own HDFS + YARN on this host, started once for every test that needs it."""
+    from tests.yarn_cluster import YarnCluster
+
+    cluster = YarnCluster.start()
     yield cluster
     cluster.stop()
 

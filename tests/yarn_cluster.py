@@ -1,0 +1,113 @@
+"""The real single-host Hadoop the YARN + HDFS tests share: start, config, submit, wait, stop.
+
+One mini cluster per test session (Hadoop's own NameNode, DataNode,
+ResourceManager and NodeManager, from ``pipeline.minicluster``). Tests submit
+jobs exactly as a user does (``./spark-submit.sh <job> --master yarn``) and
+judge an application by what the ResourceManager's REST API says about it,
+never by the job's own output.
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+from pipeline.minicluster import MiniCluster
+
+REPO = Path(__file__).resolve().parent.parent
+APP_ID = re.compile(r"Submitted application (application_\d+_\d+)")
+
+
+@dataclass
+class Submission:
+    returncode: int
+    app_id: Optional[str]
+    stdout: str
+    stderr: str
+
+    def explain(self, cluster: "YarnCluster") -> str:
+        return (f"exit {self.returncode}, app {self.app_id}\n--- stderr\n{self.stderr[-6000:]}\n"
+                f"--- containers\n{cluster.container_logs(self.app_id)[-6000:] if self.app_id else ''}")
+
+
+class YarnCluster:
+    def __init__(self, cluster: MiniCluster):
+        self.cluster = cluster
+
+    @classmethod
+    def start(cls) -> "YarnCluster":
+        return cls(MiniCluster(nm_memory_mb=8192, nm_vcores=4).start())
+
+    def stop(self) -> None:
+        self.cluster.stop()
+
+    # -- configuration ----------------------------------------------------------------------------
+    def env(self, **extra: str) -> Dict[str, str]:
+        return {**os.environ, **self.cluster.env(), **extra}
+
+    def new_root(self, name: str) -> str:
+        """A fresh storage root on HDFS for one test's story."""
+        return f"{self.cluster.fs_default}/user/root/{name}-{uuid.uuid4().hex[:8]}"
+
+    # -- submit and wait --------------------------------------------------------------------------
+    def submit(self, job: str, *args: str, root: str, deploy_mode: Optional[str] = None,
+               conf: Sequence[str] = (), timeout: float = 1200) -> Submission:
+        argv = [str(REPO / "spark-submit.sh"), job, "--master", "yarn", "--profile", "minicluster",
+                "--set", f"storage.root={root}"]
+        if deploy_mode:
+            argv += ["--deploy-mode", deploy_mode]
+        for item in conf:
+            argv += ["--conf", item]
+        done = subprocess.run([*argv, *args], capture_output=True, text=True, timeout=timeout, env=self.env(),
+                              stdin=subprocess.DEVNULL)
+        found = APP_ID.search(done.stderr)
+        return Submission(done.returncode, found.group(1) if found else None, done.stdout, done.stderr)
+
+    def app(self, app_id: str) -> dict:
+        return self.cluster.rest(f"/ws/v1/cluster/apps/{app_id}")["app"]
+
+    def final_status(self, app_id: str, timeout: float = 60) -> tuple:
+        """(state, finalStatus) once the ResourceManager has the application in a final state."""
+        deadline = time.monotonic() + timeout
+        while True:
+            app = self.app(app_id)
+            if app["state"] in ("FINISHED", "FAILED", "KILLED") or time.monotonic() > deadline:
+                return app["state"], app["finalStatus"]
+            time.sleep(1)
+
+    def wait_running(self, name: str, timeout: float = 600) -> str:
+        """The id of the application called ``name`` once YARN reports it RUNNING."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for app in self.cluster.applications():
+                if app["name"] == name and app["state"] == "RUNNING":
+                    return app["id"]
+            time.sleep(1)
+        raise TimeoutError(f"no RUNNING application {name!r} after {timeout:.0f}s")
+
+    def kill(self, app_id: str) -> None:
+        """Kill an application the way an operator does: the ResourceManager's REST API."""
+        self.cluster.rest(f"/ws/v1/cluster/apps/{app_id}/state", method="PUT", body={"state": "KILLED"})
+
+    # -- what happened inside ---------------------------------------------------------------------
+    def container_dirs(self, app_id: str) -> List[Path]:
+        return sorted((self.cluster.dir / "nm-logs" / app_id).glob("container_*"))
+
+    def container_logs(self, app_id: str) -> str:
+        parts = []
+        for container in self.container_dirs(app_id):
+            for name in ("stdout", "stderr"):
+                path = container / name
+                if path.exists():
+                    parts.append(f"== {container.name}/{name}\n{path.read_text(errors='replace')}")
+        return "\n".join(parts)
+
+    def driver_stdout(self, app_id: str) -> str:
+        """The application master's stdout: in cluster mode, what the job printed."""
+        first = [c for c in self.container_dirs(app_id) if c.name.endswith("_000001")]
+        return (first[0] / "stdout").read_text(errors="replace") if first else ""
