@@ -1,6 +1,6 @@
 """botify-daily: one day's pipeline run, for cron on a cluster gateway.
 
-    botify-daily [--date YYYY-MM-DD] [--master yarn] [--from-step S] [--only S ...] [--set key=value ...]
+    botify-daily [--date YYYY-MM-DD] [--master yarn] [--profile P] [--from-step S] [--only S ...] [--set key=value ...]
 
 Steps (``daily.steps`` in conf/pipeline.yml): upload botify's completed logs,
 stage_events (the uploaded logs parsed once into Parquet by date, the dates
@@ -37,7 +37,7 @@ STEPS = ("upload", "stage_events", "extract_interactions", "train_multidae", "in
 
 
 def step_commands(config: dict, date: str, master: str, overrides: List[str],
-                  record_id: Optional[str] = None) -> Dict[str, List[str]]:
+                  record_id: Optional[str] = None, profile: Optional[str] = None) -> Dict[str, List[str]]:
     """The argv of each step for ``date`` (pure: tested without running anything); Spark steps name their
     run record ``record_id``."""
     daily = config["daily"]
@@ -45,7 +45,7 @@ def step_commands(config: dict, date: str, master: str, overrides: List[str],
     for item in overrides:
         sets += ["--set", item]
     submit = [str(REPO / "spark-submit.sh")]
-    master_args = ["--master", master]
+    master_args = ["--master", master, *(["--profile", profile] if profile else [])]
     staged = f"events/{daily['dataset']}"
     record = ["--record-id", record_id] if record_id else []
     commands = {
@@ -168,6 +168,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--date", default=(dt.datetime.now(dt.timezone.utc).date()).isoformat(),
                         help="the day to run (default: today, UTC); outputs are named after it")
     parser.add_argument("--master", help="Spark master (default: daily.master)")
+    parser.add_argument("--profile", help="Spark profile in conf/spark/ for the jobs (default: from the master)")
     parser.add_argument("--from-step", choices=STEPS, help="skip the steps before this one (resume after a failure)")
     parser.add_argument("--only", choices=STEPS, action="append", help="run only these steps (repeatable)")
     args = parser.parse_args(argv)
@@ -190,7 +191,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.only:
         selected = [s for s in selected if s in args.only]
     night = run_record.new_id(f"daily-{args.date}")
-    commands = step_commands(config, args.date, master, args.overrides, night)
+    commands = step_commands(config, args.date, master, args.overrides, night, args.profile)
     log_dir = Path(daily["log_dir"]) / args.date
     log_dir.mkdir(parents=True, exist_ok=True)
     ran: Dict[str, dict] = {}

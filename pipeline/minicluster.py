@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 from typing import Dict, Optional, Sequence
 
@@ -158,6 +159,23 @@ class MiniCluster:
     def applications(self) -> list:
         apps = self.rest("/ws/v1/cluster/apps").get("apps") or {}
         return apps.get("app", [])
+
+    def admin(self, verb: str, *args: str, timeout: float = 120.0) -> str:
+        """An HDFS admin command, as ``hdfs dfsadmin`` would: safemode-enter, safemode-leave,
+        space-quota PATH BYTES, clear-quota PATH, namenode-stop, namenode-start."""
+        command_id = uuid.uuid4().hex
+        reply = self.dir / "control" / command_id
+        self.proc.stdin.write(" ".join([command_id, verb, *args]).encode() + b"\n")
+        self.proc.stdin.flush()
+        deadline = time.monotonic() + timeout
+        while not reply.exists():
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise MiniClusterError(f"no answer to {verb} {' '.join(args)}:\n{self.log_tail()}")
+            time.sleep(0.2)
+        answer = reply.read_text().strip()
+        if not answer.startswith("ok"):
+            raise MiniClusterError(f"{verb} {' '.join(args)}: {answer}")
+        return answer[3:]
 
     def log_tail(self, chars: int = 4000) -> str:
         try:

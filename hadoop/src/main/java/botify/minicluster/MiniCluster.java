@@ -13,6 +13,7 @@ import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.permission.FsPermission;
 import org.apache.hadoop.hdfs.MiniDFSCluster;
+import org.apache.hadoop.hdfs.protocol.HdfsConstants;
 import org.apache.hadoop.yarn.conf.YarnConfiguration;
 import org.apache.hadoop.yarn.server.MiniYARNCluster;
 
@@ -163,11 +164,57 @@ public final class MiniCluster {
             nodeManager.destroy();
             stop(yarn, dfs);
         }));
-        // Stdin closing means the process that started us is gone: do not outlive it.
-        while (System.in.read() != -1) {
-            // ignore input
+        // Stdin carries admin commands (what `hdfs dfsadmin` would do; no Hadoop CLI is installed here).
+        // Its closing means the process that started us is gone: do not outlive it.
+        File control = new File(dir, "control");
+        control.mkdirs();
+        java.io.BufferedReader commands = new java.io.BufferedReader(
+                new java.io.InputStreamReader(System.in, StandardCharsets.UTF_8));
+        for (String line = commands.readLine(); line != null; line = commands.readLine()) {
+            String[] words = line.trim().split("\\s+");
+            if (words.length < 2) {
+                continue;
+            }
+            String answer;
+            try {
+                answer = "ok " + admin(dfs, words);
+            } catch (Exception failure) {
+                answer = "error " + failure;
+            }
+            Path reply = control.toPath().resolve(words[0]);
+            Path partial = control.toPath().resolve(words[0] + ".tmp");
+            Files.writeString(partial, answer + "\n", StandardCharsets.UTF_8);
+            Files.move(partial, reply, StandardCopyOption.ATOMIC_MOVE);
         }
         System.exit(0);
+    }
+
+    /** One admin command: {@code <id> <verb> [args]}; returns what to report. */
+    private static String admin(MiniDFSCluster dfs, String[] words) throws Exception {
+        switch (words[1]) {
+            case "safemode-enter":
+                dfs.getFileSystem().setSafeMode(HdfsConstants.SafeModeAction.SAFEMODE_ENTER);
+                return "in safe mode";
+            case "safemode-leave":
+                dfs.getFileSystem().setSafeMode(HdfsConstants.SafeModeAction.SAFEMODE_LEAVE);
+                return "out of safe mode";
+            case "space-quota":
+                dfs.getFileSystem().setQuota(new org.apache.hadoop.fs.Path(words[2]), HdfsConstants.QUOTA_DONT_SET,
+                        Long.parseLong(words[3]));
+                return "space quota " + words[3] + " on " + words[2];
+            case "clear-quota":
+                dfs.getFileSystem().setQuota(new org.apache.hadoop.fs.Path(words[2]), HdfsConstants.QUOTA_DONT_SET,
+                        HdfsConstants.QUOTA_RESET);
+                return "no quota on " + words[2];
+            case "namenode-stop":
+                dfs.shutdownNameNode(0);
+                return "namenode stopped";
+            case "namenode-start":
+                dfs.restartNameNode(0, true);
+                return "namenode started";
+            default:
+                throw new IllegalArgumentException("unknown command " + words[1]);
+        }
     }
 
     /** The same JVM (binary, class path, module flags) for the NodeManager child. */

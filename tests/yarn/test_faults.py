@@ -1,0 +1,250 @@
+"""What goes wrong on a real cluster, done to the real mini cluster: each fault, then what the user sees.
+
+An executor's container is killed mid-job; HDFS is in safe mode or the job's
+directory is out of space quota; an application is killed through the
+ResourceManager's REST API under botify-daily. In every case a reader of the
+storage root sees the old complete output or the new complete one, never a
+part, and the error says what happened.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from common.storage import FsspecStorage, join
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+
+REPO = Path(__file__).resolve().parents[2]
+fs = FsspecStorage()
+
+
+def local_job(yarn, root, job, *args):
+    """Preparation on this host's Spark, writing to HDFS (faster than a YARN round trip; not under test)."""
+    done = subprocess.run([str(REPO / "spark-submit.sh"), job, "--set", f"storage.root={root}", *args],
+                          capture_output=True, text=True, timeout=900, env=yarn.env(), stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr[-4000:]
+
+
+@pytest.fixture(scope="module")
+def staged(yarn, tmp_path_factory):
+    """An HDFS root with the world, botify's logs staged, and a reference extract run ``ref``."""
+    workdir = tmp_path_factory.mktemp("faults")
+    world, logs = workdir / "world", workdir / "botify-logs"
+    py = [sys.executable, "-m", "sim"]
+    subprocess.run([*py, "generate", "--seed", "8", "--tracks", "1500", "--users", "400", "--out", str(world)],
+                   check=True, capture_output=True)
+    subprocess.run([*py, "bulk", "--events", "60000", "--world", str(world), "--experiment", "AB:2", "--files", "4",
+                    "--seed", "8", "--out", str(logs)], check=True, capture_output=True)
+    root = yarn.new_root("faults")
+    for path in sorted(world.glob("*")):
+        fs.write_bytes(join(root, "world", path.name), path.read_bytes())
+    subprocess.run([str(Path(sys.executable).parent / "botify-upload"), "train", "--no-progress", "--log-dir",
+                    str(logs), "--set", f"storage.root={root}"], check=True, capture_output=True, env=yarn.env())
+    local_job(yarn, root, "stage_events", "--run", "s1", "--input", "logs/train", "--dataset", "train")
+    local_job(yarn, root, "extract_interactions", "--run", "ref", "--input", "events/train")
+    return root
+
+
+def rows(spark, uri):
+    return sorted(tuple(r) for r in spark.read.parquet(uri).collect())
+
+
+class PartialWatcher:
+    """Lists a directory over and over while a job runs; remembers any entry a reader could take for output
+    (no leading underscore) that had no _SUCCESS in it."""
+
+    def __init__(self, uri):
+        self.uri, self.partial, self.looks = uri, set(), 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            for child in fs.list(self.uri):
+                name = child.rstrip("/").rsplit("/", 1)[-1]
+                if not name.startswith(("_", ".")) and not fs.exists(join(child, "_SUCCESS")) \
+                        and fs.exists(child) and not name.isupper():
+                    self.partial.add(name)
+            self.looks += 1
+            time.sleep(0.2)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def executor_pids(app_id):
+    """PIDs of the executor JVMs YARN started for ``app_id`` (container 1 is the application master)."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "YarnCoarseGrainedExecutorBackend" in cmdline and app_id in cmdline and "java" in cmdline.split()[0]:
+            found.append(int(pid))
+    return found
+
+
+def descendants_running(pid, text):
+    """Whether a process under ``pid`` has ``text`` in its command line (torchrun's ranks, say)."""
+    out = subprocess.run(["ps", "-eo", "pid,ppid,args"], capture_output=True, text=True).stdout.splitlines()[1:]
+    children = {}
+    for line in out:
+        p, pp, args = line.split(None, 2)
+        children.setdefault(int(pp), []).append((int(p), args))
+    todo = [pid]
+    while todo:
+        for child, args in children.get(todo.pop(), []):
+            if text in args:
+                return True
+            todo.append(child)
+    return False
+
+
+def kill_an_executor_when(yarn, name, ready, timeout=600):
+    """Once application ``name`` runs and ``ready(executor_pid)`` holds, SIGKILL that executor's JVM."""
+    app_id = yarn.wait_running(name, timeout)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for pid in executor_pids(app_id):
+            if ready(pid):
+                os.kill(pid, signal.SIGKILL)
+                return app_id, pid
+        time.sleep(0.2)
+    raise TimeoutError(f"no executor of {app_id} became ready to kill")
+
+
+def submit_in_background(yarn, job, root, *args):
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(done=yarn.submit(job, *args, root=root)), daemon=True)
+    thread.start()
+    return thread, result
+
+
+def test_an_executor_killed_mid_extract_is_replaced_and_the_output_is_the_same(yarn, staged, spark):
+    root = staged
+    with PartialWatcher(join(root, "interactions")) as watcher:
+        thread, result = submit_in_background(yarn, "extract_interactions", root, "--run", "r2",
+                                              "--input", "events/train")
+        # Mid-extract: the executor has started Python workers, so it is running the job's tasks.
+        app_id, killed = kill_an_executor_when(yarn, "botify-extract_interactions",
+                                               lambda pid: descendants_running(pid, "pyspark.daemon"))
+        thread.join()
+    done = result["done"]
+    assert not Path(f"/proc/{killed}").exists()
+    # Spark asked YARN for a new executor, re-ran the lost tasks and finished.
+    assert done.returncode == 0, done.explain(yarn)
+    assert yarn.final_status(app_id) == ("FINISHED", "SUCCEEDED")
+    assert "exited" in yarn.driver_stdout(app_id) + yarn.container_logs(app_id) or len(yarn.container_dirs(app_id)) > 3
+    assert watcher.looks > 0 and not watcher.partial
+    for part in ("interactions", "users", "tracks"):
+        assert rows(spark, join(root, "interactions", "r2", part)) == rows(spark, join(root, "interactions", "ref", part))
+
+
+def test_an_executor_killed_mid_training_fails_or_recovers_and_a_rerun_publishes(yarn, staged):
+    root = staged
+    tiny = [a for item in ["multidae.dims=[32, 8]", "multidae.epochs=8", "multidae.batch_size=32",
+                           "multidae.partitions=4", "multidae.threads_per_process=1",
+                           "multidae.petastorm.workers_count=1"] for a in ("--set", item)]
+    args = ("--interactions", "ref", "--version", "k1", "--local-mode", "false", "--num-processes", "2", *tiny)
+    with PartialWatcher(join(root, "models", "multidae")) as watcher:
+        thread, result = submit_in_background(yarn, "train_multidae", root, *args)
+        # Mid-training: torchrun's ranks are running inside the executor's barrier task.
+        app_id, killed = kill_an_executor_when(yarn, "botify-train_multidae",
+                                               lambda pid: descendants_running(pid, "torch.distributed.run"))
+        thread.join()
+    done = result["done"]
+    state = yarn.final_status(app_id)
+    model = join(root, "models", "multidae", "k1")
+    if done.returncode == 0:  # the barrier stage was retried on a new executor and resumed from its checkpoint
+        assert state == ("FINISHED", "SUCCEEDED") and fs.exists(join(model, "_SUCCESS"))
+    else:  # or the job failed, saying so, and published nothing
+        assert state[1] == "FAILED", done.explain(yarn)
+        record = json.loads(fs.read_text(fs.list(join(root, "runs", "train_multidae"))[-1]))
+        assert record["status"] in ("failed", "running") and not fs.exists(model)
+    assert not watcher.partial
+    # Either way, running it again publishes a complete model.
+    again = yarn.submit("train_multidae", *args, root=root)
+    assert again.returncode == 0, again.explain(yarn)
+    assert yarn.final_status(again.app_id) == ("FINISHED", "SUCCEEDED")
+    metrics = json.loads(fs.read_text(join(model, "metrics.json")))
+    assert fs.exists(join(model, "_SUCCESS")) and metrics["world_size"] == 2 and len(metrics["epochs"]) >= 1
+
+
+def test_hdfs_in_safe_mode_refuses_the_job_and_the_upload_with_the_reason(yarn, staged, tmp_path):
+    root = staged
+    before = fs.list(join(root, "interactions"))
+    logs = tmp_path / "more-logs"
+    logs.mkdir()
+    (logs / "events.jsonl.1").write_text("{}\n")
+    yarn.cluster.admin("safemode-enter")
+    try:
+        done = yarn.submit("extract_interactions", "--run", "sm", "--input", "events/train", root=root)
+        upload = subprocess.run([str(Path(sys.executable).parent / "botify-upload"), "more", "--no-progress",
+                                 "--log-dir", str(logs), "--pattern", "events.jsonl.*", "--set", f"storage.root={root}"],
+                                capture_output=True, text=True, env=yarn.env(), timeout=300)
+    finally:
+        yarn.cluster.admin("safemode-leave")
+    assert done.returncode != 0 and "safe mode" in done.stderr.lower(), done.explain(yarn)
+    assert upload.returncode != 0 and "safe mode" in (upload.stderr + upload.stdout).lower(), upload.stderr
+    assert fs.list(join(root, "interactions")) == before
+    assert not fs.exists(join(root, "logs", "more"))
+
+
+def test_a_directory_out_of_space_quota_fails_the_job_and_keeps_the_old_output(yarn, staged, spark):
+    root = staged
+    target = join(root, "interactions")
+    path = "/" + target.split("://", 1)[1].split("/", 1)[1]
+    reference = rows(spark, join(target, "ref", "interactions"))
+    yarn.cluster.admin("space-quota", path, str(1024 * 1024))
+    try:
+        done = yarn.submit("extract_interactions", "--run", "ref", "--input", "events/train", root=root)
+    finally:
+        yarn.cluster.admin("clear-quota", path)
+    assert done.returncode != 0 and done.app_id, done.explain(yarn)
+    assert yarn.final_status(done.app_id)[1] == "FAILED"
+    record = json.loads(fs.read_text(fs.list(join(root, "runs", "extract_interactions"))[-1]))
+    assert record["status"] == "failed" and "quota" in record["error"].lower(), record
+    # The run it tried to replace is still there, whole; nothing of the failed attempt is left beside it.
+    assert rows(spark, join(target, "ref", "interactions")) == reference
+    assert not [u for u in fs.list(target) if u.rstrip("/").rsplit("/", 1)[-1].startswith("_tmp-")]
+
+
+def test_botify_daily_reports_a_killed_application_and_resumes_from_it(yarn, staged, tmp_path):
+    root = staged
+    date = "2026-12-01"
+    daily = [str(Path(sys.executable).parent / "botify-daily"), "--date", date, "--master", "yarn",
+             "--profile", "minicluster", "--only", "stage_events", "--only", "extract_interactions"]
+    sets = [a for item in [f"storage.root={root}", "daily.dataset=train", f"daily.log_dir={tmp_path / 'logs'}",
+                           f"daily.lock_file={tmp_path / 'daily.lock'}"] for a in ("--set", item)]
+    killed = {}
+
+    def kill_extract():
+        killed["app"] = yarn.wait_running("botify-extract_interactions", 900)
+        yarn.kill(killed["app"])
+
+    killer = threading.Thread(target=kill_extract, daemon=True)
+    killer.start()
+    night = subprocess.run([*daily, *sets], capture_output=True, text=True, env=yarn.env(), timeout=1500)
+    killer.join()
+    assert night.returncode == 1, night.stdout + night.stderr
+    assert "extract_interactions" in night.stderr and yarn.app(killed["app"])["state"] == "KILLED"
+    assert not fs.exists(join(root, "interactions", date))
+    resumed = subprocess.run([*daily, "--from-step", "extract_interactions", *sets], capture_output=True, text=True,
+                             env=yarn.env(), timeout=1500)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert fs.exists(join(root, "interactions", date, "_SUCCESS"))
