@@ -6,7 +6,7 @@ import hmac
 
 from flask import Blueprint, current_app, jsonify, request
 
-from botify.catalog import ArtifactError
+from botify.catalog import ArtifactError, StorageUnavailable
 from botify.event_log import request_rotation
 from botify.store import ReloadBusy
 from botify.validation import parse_reload
@@ -41,6 +41,8 @@ def reload():
     versions, force = parse_reload(request.get_data(cache=False))
     try:
         result = service.reload(versions, force=force)
+    except StorageUnavailable as exc:
+        return jsonify(error=f"reload refused, previous version still serving: {exc}"), 503
     except ArtifactError as exc:
         return jsonify(error=f"reload rejected, previous version still serving: {exc}"), 422
     except ReloadBusy as exc:

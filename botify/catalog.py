@@ -18,6 +18,10 @@ class ArtifactError(ValueError):
     """An artifact is missing, malformed or fails its manifest check; nothing was switched."""
 
 
+class StorageUnavailable(ArtifactError):
+    """The storage root could not be reached (a NameNode down, say); nothing was switched."""
+
+
 @dataclass
 class Catalog:
     uri: str

@@ -83,7 +83,7 @@ class Recorder:
         self._degraded = Counter("botify_degraded_answers", "Requests answered from the in-process catalog because "
                                  "Redis was unavailable, by route template", ["route"])
         self._reloads = Counter("botify_reloads", "Artifact loads by trigger (start, admin, recovery) and outcome "
-                                "(loaded, rejected, busy, redis_error, not_needed)", ["trigger", "outcome"])
+                                "(loaded, rejected, storage_unavailable, busy, redis_error, not_needed)", ["trigger", "outcome"])
         self._lines = Counter("botify_event_log_lines", "Event log lines written")
         self._rotations = Counter("botify_event_log_rotations", "Event log files completed, by reason (size, age, "
                                   "request, shutdown)", ["reason"])

@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 from typing import Dict, Optional
 
-from common.storage import FsspecStorage
+from common.storage import HDFS_FAIL_FAST, FsspecStorage
 
 from botify.artifacts import check_coverage, load_bundle
-from botify.catalog import ArtifactError
+from botify.catalog import ArtifactError, StorageUnavailable
 from botify.settings import DEFAULT_SET
 from botify.store import Store
 
@@ -24,8 +24,16 @@ def _lock_s(config: dict) -> int:
     return int(config["redis"]["reload_lock_s"])
 
 
+def storage() -> FsspecStorage:
+    """What botify reads artifacts through: a request or the upkeep thread must not wait minutes on HDFS."""
+    return FsspecStorage(HDFS_FAIL_FAST)
+
+
 def _load_checked(config: dict, store: Store, versions: Optional[Dict[str, str]], force: bool) -> dict:
-    bundle = load_bundle(config, FsspecStorage(), versions)
+    try:
+        bundle = load_bundle(config, storage(), versions)
+    except OSError as exc:  # FileNotFoundError is handled inside: this is the storage itself failing
+        raise StorageUnavailable(f"storage unreachable: {exc}") from exc
     artifacts = config["artifacts"]
     for name, recs in bundle.sets.items():
         if recs is not None and not force:
@@ -69,7 +77,7 @@ def load_or_keep(config: dict, store: Store, versions: Optional[Dict[str, str]] 
             if store.active() is not None:
                 log.error("keeping the namespace already served (%s)", store.active())
                 return None
-            bundle = load_bundle(config, FsspecStorage(), with_recommendations=False)
+            bundle = load_bundle(config, storage(), with_recommendations=False)
             bundle.missing = f"artifact load rejected: {exc}"
             log.error("serving the catalog without recommendations until a good version is loaded")
             return store.publish(bundle)

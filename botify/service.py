@@ -26,14 +26,13 @@ import redis
 
 from common.event_line import event
 from common.paths import resolve
-from common.storage import FsspecStorage
 
 from botify import metrics
-from botify.catalog import ArtifactError, Catalog, load_catalog
+from botify.catalog import ArtifactError, Catalog, StorageUnavailable, load_catalog
 from botify.event_log import EventLog
 from botify.experiments import Experiments
 from botify.recommenders import NoNamespace, TopCache, View
-from botify.reload import load_or_keep, reload_artifacts
+from botify.reload import load_or_keep, reload_artifacts, storage
 from botify.settings import DEFAULT_SET, served_sets
 from botify.store import NamespaceGone, ReloadBusy, Store, served_versions, set_field
 
@@ -57,7 +56,7 @@ class Service:
         self.experiments = Experiments(config)
         self.history_ttl_s = int(config["recommenders"]["history_ttl_s"])
         self.retry_after_s = float(config["redis"]["retry_after_s"])
-        self.catalog: Catalog = load_catalog(FsspecStorage(), resolve(config, config["artifacts"]["catalog"]))
+        self.catalog: Catalog = load_catalog(storage(), resolve(config, config["artifacts"]["catalog"]))
         ev = config["event_log"]
         self.event_log = EventLog(resolve_local(ev["dir"]), ev["max_bytes"], ev["max_age_s"], self.metrics)
         self.poll_s = float(ev["poll_s"])
@@ -198,6 +197,9 @@ class Service:
     def reload(self, versions: Optional[Dict[str, str]] = None, force: bool = False) -> dict:
         try:
             result = reload_artifacts(self.config, self.store, versions, force=force)
+        except StorageUnavailable:
+            self.metrics.reload("admin", "storage_unavailable")
+            raise
         except ArtifactError:
             self.metrics.reload("admin", "rejected")
             raise
@@ -239,7 +241,7 @@ class Service:
         if "recommendations" in meta:
             self.serving = served_versions(meta, self.sets)
         if meta.get("catalog_sha256") and meta["catalog_sha256"] != self.catalog.sha256:
-            self.catalog = load_catalog(FsspecStorage(), meta["catalog_uri"])
+            self.catalog = load_catalog(storage(), meta["catalog_uri"])
             log.info("fallback catalog follows namespace %s (%d tracks)", ns, len(self.catalog))
 
     def _auto_load(self) -> None:

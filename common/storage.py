@@ -150,13 +150,27 @@ class HadoopStorage(Storage):
             stream.close()
 
 
+# hdfs-native retries an unreachable NameNode for minutes (HA failover patience): right for a batch upload,
+# wrong for a service that must answer. With these a call fails in about a second with the OSError.
+HDFS_FAIL_FAST = {"dfs.client.failover.max.attempts": "1", "dfs.client.failover.sleep.base.millis": "200",
+                  "dfs.client.failover.sleep.max.millis": "500"}
+
+
 class FsspecStorage(Storage):
-    """fsspec file systems (``file://``, ``hdfs://`` via pyarrow, ``webhdfs://``)."""
+    """fsspec file systems (``file://``, ``hdfs://`` via hdfs-native, ``webhdfs://``).
+
+    ``hdfs_options`` go to hdfs-native's client for ``hdfs://`` and ``viewfs://``
+    URIs (Hadoop client keys, e.g. ``HDFS_FAIL_FAST``).
+    """
+
+    def __init__(self, hdfs_options: Optional[dict] = None):
+        self._hdfs_options = dict(hdfs_options or {})
 
     def _fs(self, uri: str):
         import fsspec.core
 
-        return fsspec.core.url_to_fs(uri)
+        options = self._hdfs_options if urlparse(uri).scheme in ("hdfs", "viewfs") else {}
+        return fsspec.core.url_to_fs(uri, **options)
 
     def exists(self, uri: str) -> bool:
         fs, path = self._fs(uri)

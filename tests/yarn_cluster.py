@@ -63,10 +63,18 @@ class YarnCluster:
             argv += ["--deploy-mode", deploy_mode]
         for item in conf:
             argv += ["--conf", item]
+        started_ms = time.time() * 1000
         done = subprocess.run([*argv, *args], capture_output=True, text=True, timeout=timeout, env=self.env(),
                               stdin=subprocess.DEVNULL)
         found = APP_ID.search(done.stderr)
-        return Submission(done.returncode, found.group(1) if found else None, done.stdout, done.stderr)
+        return Submission(done.returncode, found.group(1) if found else self.newest(f"botify-{job}", started_ms),
+                          done.stdout, done.stderr)
+
+    def newest(self, name: str, since_ms: float) -> Optional[str]:
+        """The id of the last application called ``name`` submitted after ``since_ms`` (client mode does not
+        log its id at the driver's WARN level)."""
+        apps = [a for a in self.cluster.applications() if a["name"] == name and a["startedTime"] >= since_ms]
+        return max(apps, key=lambda a: a["startedTime"])["id"] if apps else None
 
     def app(self, app_id: str) -> dict:
         return self.cluster.rest(f"/ws/v1/cluster/apps/{app_id}")["app"]
