@@ -10,11 +10,17 @@ command -v "$PYTHON" >/dev/null || PYTHON=python3
   || { echo "bootstrap: Python 3.11 is required (found $("$PYTHON" --version 2>&1))" >&2; exit 1; }
 command -v java >/dev/null || { echo "bootstrap: Java 17 is required for Spark (no 'java' on PATH)" >&2; exit 1; }
 stamp=$(cat requirements.txt setup.py | sha256sum | cut -c1-16)
-if [ -x .venv/bin/python ] && [ "$(cat .venv/.botify-stamp 2>/dev/null)" = "$stamp" ]; then
-  exit 0
+if ! [ -x .venv/bin/python ] || [ "$(cat .venv/.botify-stamp 2>/dev/null)" != "$stamp" ]; then
+  [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+  .venv/bin/python -m pip check
+  echo "$stamp" > .venv/.botify-stamp
 fi
-[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
-.venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
-.venv/bin/python -m pip check
-echo "$stamp" > .venv/.botify-stamp
+# Hadoop's own servers for the YARN + HDFS tests and `botify-demo --cluster yarn`: Maven fetches the pinned
+# jars into ~/.m2 once and compiles the launcher in hadoop/ (a no-op when nothing changed).
+if command -v mvn >/dev/null; then
+  .venv/bin/python -c 'from pipeline.minicluster import build_launcher; build_launcher()'
+else
+  echo "bootstrap: no Maven (mvn): the Hadoop mini cluster (tests/yarn, botify-demo --cluster yarn) cannot be built" >&2
+fi
