@@ -31,12 +31,15 @@ def get_session(app_name: str, profile: str = "local", extra_conf: Optional[Mapp
     if active is not None:
         return active
     started = time.perf_counter()
-    builder = SparkSession.builder.appName(app_name)
+    builder = SparkSession.builder
     under_submit = "PYSPARK_GATEWAY_PORT" in os.environ  # set by spark-submit for the driver
     settings = dict(extra_conf or {})
     if under_submit:
+        # spark-submit named the application botify-<job>; in YARN client mode the name given here would
+        # replace it in the ResourceManager, so operators would see two names for one job.
         make_submitted_event_log_dir()
     else:
+        builder = builder.appName(app_name)
         # Python workers must run this interpreter (the venv), not whatever python3 is on PATH.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         spec = load_profile(profile)

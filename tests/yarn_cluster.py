@@ -119,3 +119,32 @@ class YarnCluster:
         """The application master's stdout: in cluster mode, what the job printed."""
         first = [c for c in self.container_dirs(app_id) if c.name.endswith("_000001")]
         return (first[0] / "stdout").read_text(errors="replace") if first else ""
+
+
+def simulated_logs(workdir: Path, seed: int, users: int, events: int, files: int) -> Path:
+    """A world and botify's event logs for it (``sim generate`` + ``sim bulk``) under ``workdir``."""
+    import sys
+
+    py = [sys.executable, "-m", "sim"]
+    subprocess.run([*py, "generate", "--seed", str(seed), "--tracks", "1500", "--users", str(users),
+                    "--out", str(workdir / "world")], check=True, capture_output=True)
+    subprocess.run([*py, "bulk", "--events", str(events), "--world", str(workdir / "world"), "--experiment", "AB:2",
+                    "--files", str(files), "--seed", str(seed), "--out", str(workdir / "botify-logs")],
+                   check=True, capture_output=True)
+    return workdir
+
+
+def upload(workdir: Path, root: str, env: Dict[str, str]) -> None:
+    """The world's files and botify's logs (``botify-upload train``) to a storage root, as a user ships them."""
+    import sys
+
+    from common.storage import FsspecStorage, join
+
+    storage = FsspecStorage()
+    for path in sorted((workdir / "world").glob("*")):
+        storage.write_bytes(join(root, "world", path.name), path.read_bytes())
+    done = subprocess.run([str(Path(sys.executable).parent / "botify-upload"), "train", "--no-progress",
+                           "--log-dir", str(workdir / "botify-logs"), "--set", f"storage.root={root}"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from common.storage import FsspecStorage, join
+from tests.yarn_cluster import simulated_logs, upload
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -35,18 +36,9 @@ def local_job(yarn, root, job, *args):
 @pytest.fixture(scope="module")
 def staged(yarn, tmp_path_factory):
     """An HDFS root with the world, botify's logs staged, and a reference extract run ``ref``."""
-    workdir = tmp_path_factory.mktemp("faults")
-    world, logs = workdir / "world", workdir / "botify-logs"
-    py = [sys.executable, "-m", "sim"]
-    subprocess.run([*py, "generate", "--seed", "8", "--tracks", "1500", "--users", "400", "--out", str(world)],
-                   check=True, capture_output=True)
-    subprocess.run([*py, "bulk", "--events", "60000", "--world", str(world), "--experiment", "AB:2", "--files", "4",
-                    "--seed", "8", "--out", str(logs)], check=True, capture_output=True)
+    workdir = simulated_logs(tmp_path_factory.mktemp("faults"), seed=8, users=400, events=60000, files=4)
     root = yarn.new_root("faults")
-    for path in sorted(world.glob("*")):
-        fs.write_bytes(join(root, "world", path.name), path.read_bytes())
-    subprocess.run([str(Path(sys.executable).parent / "botify-upload"), "train", "--no-progress", "--log-dir",
-                    str(logs), "--set", f"storage.root={root}"], check=True, capture_output=True, env=yarn.env())
+    upload(workdir, root, yarn.env())
     local_job(yarn, root, "stage_events", "--run", "s1", "--input", "logs/train", "--dataset", "train")
     local_job(yarn, root, "extract_interactions", "--run", "ref", "--input", "events/train")
     return root

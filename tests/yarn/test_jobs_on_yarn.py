@@ -9,15 +9,14 @@ analyze_ab follow; botify serves the lists straight from HDFS. Every
 application is judged by the ResourceManager's REST API.
 """
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from common.storage import FsspecStorage, join
 from tests.multidae.conftest import TINY
+from tests.yarn_cluster import simulated_logs, upload
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -53,23 +52,7 @@ class Story:
 
 @pytest.fixture(scope="module")
 def story(yarn, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("story")
-    world, logs = workdir / "world", workdir / "botify-logs"
-    py = [sys.executable, "-m", "sim"]
-    subprocess.run([*py, "generate", "--seed", "5", "--tracks", "1500", "--users", "300", "--out", str(world)],
-                   check=True, capture_output=True)
-    subprocess.run([*py, "bulk", "--events", "15000", "--world", str(world), "--experiment", "AB:2", "--files", "2",
-                    "--seed", "5", "--out", str(logs)], check=True, capture_output=True)
-    return Story(yarn, workdir)
-
-
-def upload(story, root):
-    for path in sorted((story.workdir / "world").glob("*")):
-        fs.write_bytes(join(root, "world", path.name), path.read_bytes())
-    done = subprocess.run([str(Path(sys.executable).parent / "botify-upload"), "train", "--no-progress",
-                           "--log-dir", str(story.workdir / "botify-logs"), "--set", f"storage.root={root}"],
-                          capture_output=True, text=True, env=story.yarn.env(), timeout=300)
-    assert done.returncode == 0, done.stderr
+    return Story(yarn, simulated_logs(tmp_path_factory.mktemp("story"), seed=5, users=300, events=15000, files=2))
 
 
 def table(spark, uri):
@@ -77,8 +60,8 @@ def table(spark, uri):
 
 
 def test_logs_and_world_go_up_to_hdfs_without_a_jvm(story):
-    upload(story, story.hdfs)
-    upload(story, story.local)
+    upload(story.workdir, story.hdfs, story.yarn.env())
+    upload(story.workdir, story.local, story.yarn.env())
     shipped = [p for p in fs.list(join(story.hdfs, "logs", "train")) if not p.endswith("_SUCCESS")]
     assert len(shipped) == 2 and fs.exists(join(story.hdfs, "world", "tracks.jsonl"))
 
