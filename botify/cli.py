@@ -42,15 +42,30 @@ def cmd_serve(args) -> int:
         metrics.remove_private_dir(metrics_dir)
 
 
+def _load_on_start(config: dict) -> Optional[dict]:
+    from botify.reload import load_or_keep
+    from botify.store import Store
+
+    return load_or_keep(config, Store.from_config(config))
+
+
+def _load_in_own_process(config: dict) -> Optional[dict]:
+    """The start load, in a spawned process: gunicorn forks the workers from this one, and an HDFS client
+    (hdfs-native's runtime threads) does not survive a fork: a worker inheriting one hangs on its first read."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_load_on_start, config).result()
+
+
 def _serve(args) -> int:
     from common.redis_server import RedisServer, redact
 
     from botify.catalog import ArtifactError
     from botify.event_log import complete_orphans
-    from botify.reload import load_or_keep
     from botify import metrics
     from botify.service import load_outcome, resolve_local
-    from botify.store import Store
 
     config = _settings(args)
     if args.host:
@@ -72,7 +87,7 @@ def _serve(args) -> int:
         complete_orphans(resolve_local(config["event_log"]["dir"]))
         if config["artifacts"]["load_on_start"]:
             try:
-                result = load_or_keep(config, Store.from_config(config))
+                result = _load_in_own_process(config)
             except ArtifactError as exc:
                 log.error("cannot start: %s", exc)
                 return 2
