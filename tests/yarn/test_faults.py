@@ -91,6 +91,14 @@ def executor_pids(app_id):
     return found
 
 
+def running_a_task(pid):
+    """Whether the executor JVM ``pid`` has started a task (its container's stderr says so)."""
+    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    log_dir = [a.split("=", 1)[1] for a in cmdline if a.startswith("-Dspark.yarn.app.container.log.dir=")]
+    stderr = Path(log_dir[0]) / "stderr" if log_dir else None
+    return bool(stderr and stderr.exists() and "Running task" in stderr.read_text(errors="replace"))
+
+
 def descendants_running(pid, text):
     """Whether a process under ``pid`` has ``text`` in its command line (torchrun's ranks, say)."""
     out = subprocess.run(["ps", "-eo", "pid,ppid,args"], capture_output=True, text=True).stdout.splitlines()[1:]
@@ -113,7 +121,11 @@ def kill_an_executor_when(yarn, name, ready, timeout=600):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for pid in executor_pids(app_id):
-            if ready(pid):
+            try:
+                chosen = ready(pid)
+            except OSError:  # it exited while we looked
+                continue
+            if chosen:
                 os.kill(pid, signal.SIGKILL)
                 return app_id, pid
         time.sleep(0.2)
@@ -132,9 +144,8 @@ def test_an_executor_killed_mid_extract_is_replaced_and_the_output_is_the_same(y
     with PartialWatcher(join(root, "interactions")) as watcher:
         thread, result = submit_in_background(yarn, "extract_interactions", root, "--run", "r2",
                                               "--input", "events/train")
-        # Mid-extract: the executor has started Python workers, so it is running the job's tasks.
-        app_id, killed = kill_an_executor_when(yarn, "botify-extract_interactions",
-                                               lambda pid: descendants_running(pid, "pyspark.daemon"))
+        # Mid-extract: the executor is running one of the job's tasks.
+        app_id, killed = kill_an_executor_when(yarn, "botify-extract_interactions", running_a_task)
         thread.join()
     done = result["done"]
     assert not Path(f"/proc/{killed}").exists()
@@ -182,12 +193,12 @@ def test_hdfs_in_safe_mode_refuses_the_job_and_the_upload_with_the_reason(yarn, 
     before = fs.list(join(root, "interactions"))
     logs = tmp_path / "more-logs"
     logs.mkdir()
-    (logs / "events.jsonl.1").write_text("{}\n")
+    (logs / "botify-1.jsonl").write_text("{}\n")  # a completed file, as botify names them
     yarn.cluster.admin("safemode-enter")
     try:
         done = yarn.submit("extract_interactions", "--run", "sm", "--input", "events/train", root=root)
         upload = subprocess.run([str(Path(sys.executable).parent / "botify-upload"), "more", "--no-progress",
-                                 "--log-dir", str(logs), "--pattern", "events.jsonl.*", "--set", f"storage.root={root}"],
+                                 "--log-dir", str(logs), "--set", f"storage.root={root}"],
                                 capture_output=True, text=True, env=yarn.env(), timeout=300)
     finally:
         yarn.cluster.admin("safemode-leave")
