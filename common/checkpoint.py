@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 from typing import Dict, Optional, Tuple
+from urllib.parse import urlparse
 
 import torch
 
@@ -32,12 +33,15 @@ def from_bytes(data: bytes):
 
 
 def blob_storage(storage, uri: str):
-    """Where to move model-sized bytes: local files directly (fsspec), anything else through ``storage``.
+    """Where to move model-sized bytes: local files and HDFS directly (fsspec), anything else through ``storage``.
 
-    ``HadoopStorage`` copies bytes through py4j, which costs seconds per 100 MB;
-    on ``file://`` the same files are reachable without the JVM.
+    ``HadoopStorage`` copies bytes through py4j into the driver's JVM heap, which
+    costs seconds per 100 MB and, on YARN, a 1 GiB driver its heap: reading the
+    default-scale ``last.pt`` (weights and Adam's moments, ~0.5 GB) that way ended
+    in ``OutOfMemoryError``. ``file://`` and ``hdfs://`` (hdfs-native) are
+    reachable without the JVM.
     """
-    return FsspecStorage() if uri.startswith("file:") else storage
+    return FsspecStorage() if urlparse(uri).scheme in ("file", "hdfs", "viewfs") else storage
 
 
 def model_dir(config: Dict, version: str) -> str:
