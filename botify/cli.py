@@ -42,21 +42,39 @@ def cmd_serve(args) -> int:
         metrics.remove_private_dir(metrics_dir)
 
 
-def _load_on_start(config: dict) -> Optional[dict]:
+def _load_and_send(config: dict, send) -> None:
+    from botify.catalog import ArtifactError
     from botify.reload import load_or_keep
     from botify.store import Store
 
-    return load_or_keep(config, Store.from_config(config))
+    try:
+        send.send(("ok", load_or_keep(config, Store.from_config(config))))
+    except ArtifactError as exc:
+        send.send(("rejected", str(exc)))
 
 
 def _load_in_own_process(config: dict) -> Optional[dict]:
-    """The start load, in a spawned process: gunicorn forks the workers from this one, and an HDFS client
-    (hdfs-native's runtime threads) does not survive a fork: a worker inheriting one hangs on its first read."""
+    """The start load, in a child process: gunicorn forks the workers from this one, and an HDFS client
+    (hdfs-native's runtime threads) does not survive a fork: a worker inheriting one hangs on its first read.
+    The child is forked before this process ever opens storage, and answers over a pipe."""
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(_load_on_start, config).result()
+    from botify.catalog import ArtifactError
+
+    context = multiprocessing.get_context("fork")
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_load_and_send, args=(config, send), name="botify-start-load")
+    child.start()
+    send.close()
+    try:
+        outcome, value = receive.recv()
+    except EOFError:
+        raise ArtifactError(f"the start load died (exit {child.join() or child.exitcode})") from None
+    finally:
+        child.join()
+    if outcome == "rejected":
+        raise ArtifactError(value)
+    return value
 
 
 def _serve(args) -> int:
