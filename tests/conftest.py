@@ -44,8 +44,10 @@ def redis_url(redis_server):
     return redis_server.url
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def standalone_cluster():
+    # Per module, not per session: each worker unpacks the 3 GB environment for every application, and a
+    # session-long cluster kept ~30 GB on disk while the Hadoop tests needed theirs.
     from tests.standalone_cluster import StandaloneCluster
 
     cluster = StandaloneCluster(workers=2, cores=1, memory="2g").start()
