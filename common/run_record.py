@@ -108,6 +108,18 @@ def build_info() -> Dict[str, str]:
         return {"version": installed_version(), "commit": git_commit(Path(__file__).resolve().parent.parent) or "unknown"}
 
 
+def describe_error(exc: BaseException) -> str:
+    """``Type: message``, led by the root cause when the JVM reports one.
+
+    A Py4J error's text is the whole JVM stack with what really happened last
+    (``Caused by: …DSQuotaExceededException: The DiskSpace quota … is exceeded``):
+    cut at the record's length it would be lost, so that line comes first.
+    """
+    text = f"{type(exc).__name__}: {exc}".strip()
+    causes = [line.strip()[len("Caused by: "):] for line in text.splitlines() if line.strip().startswith("Caused by: ")]
+    return f"{causes[-1]} (root cause of {text.splitlines()[0]})\n{text}" if causes else text
+
+
 # ---- the record ---------------------------------------------------------------------------
 
 
@@ -230,7 +242,7 @@ def recording(job: str, job_args: Sequence[str], record_id: Optional[str] = None
         error = f"SystemExit: {exc.code}"
         raise
     except BaseException as exc:
-        error = f"{type(exc).__name__}: {exc}".strip()
+        error = describe_error(exc)
         raise
     finally:
         if _active is record:
