@@ -28,8 +28,9 @@ def hdfs_filesystem(namenode_url: str):
     return _legacy_adapter()(fsspec.core.url_to_fs(namenode_url)[0])
 
 
-@functools.lru_cache(maxsize=None)
 def _legacy_adapter():
+    # Built per call, not cached: an lru_cache wrapper pickles by reference, and torchrun's ranks on a
+    # standalone executor cannot import this module by name (it reaches them by value only).
     from pyarrow.filesystem import DaskFileSystem
 
     class LegacyFsspec(DaskFileSystem):

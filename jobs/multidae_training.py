@@ -32,8 +32,8 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from common import petastorm_hdfs
 from common.checkpoint import from_bytes, to_bytes
+from common.petastorm_hdfs import install as read_hdfs_with_hdfs_native
 from common.model import MultiDAE
 from common.storage import FsspecStorage, join
 from common.training import BestEpoch, Knobs, cpu_weights, epoch_record, make_optimizer, train_step
@@ -102,7 +102,7 @@ def _threads(requested: int) -> int:
 def _start_rank(spec: TrainingSpec) -> Tuple[int, int, str]:
     """Join the process group; (rank, world size, device)."""
     warnings.filterwarnings("ignore", category=FutureWarning, module="petastorm")  # pyarrow legacy-API notices
-    petastorm_hdfs.install()
+    read_hdfs_with_hdfs_native()
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s rank{os.environ.get('RANK', '?')}: %(message)s")
     dist.init_process_group("nccl" if spec.use_gpu else "gloo")
     device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if spec.use_gpu else "cpu"
