@@ -48,8 +48,10 @@ def timed(argv, env, cwd=REPO):
 def first_task_after_start(cluster: MiniCluster, app: dict) -> float:
     """Seconds from the RM accepting the application to its first task starting (the event log's TaskStart)."""
     storage = FsspecStorage()
-    logs = [u for u in storage.list(join(cluster.fs_default, "spark-history")) if app["id"] in u]
-    log = storage.read_text(logs[0])
+    found = [u for u in storage.list(join(cluster.fs_default, "spark-history")) if app["id"] in u]
+    # Spark 4 writes rolling event logs: a directory eventlog_v2_<app>/ of events_<n>_<app> files.
+    parts = [u for u in storage.list(found[0]) if "/events_" in u] or found
+    log = "".join(storage.read_text(part) for part in sorted(parts))
     for line in log.splitlines():
         event = json.loads(line)
         if event.get("Event") == "SparkListenerTaskStart":
