@@ -81,6 +81,6 @@ def load_catalog(storage: Storage, uri: str) -> Catalog:
         data = storage.read_bytes(uri)
     except FileNotFoundError as exc:
         raise ArtifactError(f"tracks catalog not found at {uri}") from exc
-    except OSError as exc:
-        raise ArtifactError(f"cannot read the tracks catalog at {uri}: {exc}") from exc
+    except OSError as exc:  # the storage itself failing (a NameNode down), not a bad artifact
+        raise StorageUnavailable(f"storage unreachable: cannot read the tracks catalog at {uri}: {exc}") from exc
     return parse_catalog(data, uri)
