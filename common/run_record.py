@@ -117,7 +117,21 @@ def describe_error(exc: BaseException) -> str:
     """
     text = f"{type(exc).__name__}: {exc}".strip()
     causes = [line.strip()[len("Caused by: "):] for line in text.splitlines() if line.strip().startswith("Caused by: ")]
-    return f"{causes[-1]} (root cause of {text.splitlines()[0]})\n{text}" if causes else text
+    root = _jvm_root_cause(exc) or (causes[-1] if causes else None)
+    return f"{root} (root cause of {text.splitlines()[0]})\n{text}" if root else text
+
+
+def _jvm_root_cause(exc: BaseException) -> Optional[str]:
+    """The innermost cause of a Py4J error's Java exception, asked of the JVM while it is still up."""
+    cause = getattr(exc, "java_exception", None)
+    try:
+        if cause is None or cause.getCause() is None:
+            return None
+        while cause.getCause() is not None:
+            cause = cause.getCause()
+        return str(cause.toString())
+    except Exception:  # the gateway is gone: the text's "Caused by" lines are all there is
+        return None
 
 
 # ---- the record ---------------------------------------------------------------------------
