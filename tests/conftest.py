@@ -3,7 +3,6 @@ a real Spark standalone cluster for the cluster-path tests, and a real HDFS + YA
 (Hadoop's mini clusters) for the Hadoop tests."""
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 

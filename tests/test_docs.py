@@ -166,7 +166,7 @@ def help_text(argv):
 
 def test_every_command_in_the_docs_names_a_real_program_and_options():
     """Each ``--option`` a documented command passes appears in its program's ``--help``."""
-    wrong, helps = [], {}
+    wrong = []
     for page, argv in doc_commands():
         try:
             program, text, args = help_text(argv)
