@@ -34,7 +34,8 @@ from bench.e2e import tree_rss_bytes  # noqa: E402
 from common.storage import FsspecStorage, join  # noqa: E402
 from pipeline.minicluster import MiniCluster  # noqa: E402
 
-EFFECT = re.compile(r"\| T1 \| mean_session_time \|[^|]*\|[^|]*\|\s*([+-]?[\d.]+%)")
+# the report's row: | T1 | mean_session_time | effect % | lower | upper | ...
+EFFECT = re.compile(r"\| T1 \| mean_session_time \| ([-\d.]+) \| ([-\d.]+) \| ([-\d.]+) \|")
 
 
 def timed(argv, env, cwd=REPO):
@@ -94,8 +95,9 @@ def demo(args, env, workdir: Path, extra):
     if proc.returncode != 0:
         raise SystemExit(f"demo {' '.join(extra)} failed:\n{out[-3000:]}")
     found = EFFECT.search(out)
+    effect = f"{float(found[1]):+.1f}% [{float(found[2]):+.1f}, {float(found[3]):+.1f}]" if found else "?"
     return {"wall": time.perf_counter() - start, "steps": json.loads((workdir / "timings.json").read_text()),
-            "effect": found.group(1) if found else "?", "peak": peak[0]}
+            "effect": effect, "peak": peak[0]}
 
 
 def main() -> int:
@@ -114,8 +116,8 @@ def main() -> int:
         local = demo(args, {k: v for k, v in env.items() if k != "HADOOP_CONF_DIR"}, workdir / "local", [])
         yarn = demo(args, env, workdir / "yarn", ["--cluster", "yarn", "--spark-profile", "minicluster",
                                                   "--root", f"{cluster.fs_default}/user/bench/demo"])
-    steps = " | ".join(f"{name} {local['steps'].get(name, float('nan')):.0f}s/{secs:.0f}s"
-                       for name, secs in yarn["steps"].items())
+    steps = " | ".join(f"{name} {local['steps'][name]:.0f}s/{secs:.0f}s" if name in local["steps"]
+                       else f"{name} -/{secs:.0f}s" for name, secs in yarn["steps"].items())
     print(f"yarn loop at {args.scale} scale (local/YARN per step): {steps} || A/B MultiDAE vs StickyArtist: "
           f"local {local['effect']}, YARN {yarn['effect']} || mini cluster start {started:.0f}s, first submit "
           f"{costs['first']:.0f}s (ships env + jars), one-task job {costs['local']:.1f}s local / {costs['yarn']:.1f}s "
