@@ -133,8 +133,12 @@ def open_loop(host: str, port: int, rate: float, duration: float, users: int, tr
                 try:
                     done = client.receive(conn, time.perf_counter() - start)
                 except (ConnectionError, OSError, ValueError):
-                    client.drop(conn)
-                    busy -= 1
+                    if conn in idle:  # the server closed a keep-alive connection between requests: no request lost
+                        idle.remove(conn)
+                        client.drop(conn, error=False)
+                    else:
+                        client.drop(conn)
+                        busy -= 1
                     continue
                 if done:
                     if not conn.reusable:
