@@ -69,7 +69,8 @@ def _load_in_own_process(config: dict) -> Optional[dict]:
     try:
         outcome, value = receive.recv()
     except EOFError:
-        raise ArtifactError(f"the start load died (exit {child.join() or child.exitcode})") from None
+        child.join()
+        raise ArtifactError(f"the start load died (exit {child.exitcode})") from None
     finally:
         child.join()
     if outcome == "rejected":
