@@ -2,7 +2,7 @@
 # Submit a pipeline job: ./spark-submit.sh <job> [--master M] [--profile P] [--conf k=v] [--dry-run] [job args]
 #   ./spark-submit.sh extract_interactions --run 2026-11-27
 #   ./spark-submit.sh train_multidae --master yarn --set storage.root=hdfs:///user/me/botify
-# The command itself is rendered by jobs/submit.py from conf/spark/<profile>.yml.
+# The command itself is rendered by launcher/submit.py from conf/spark/<profile>.yml.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 python="${BOTIFY_PYTHON:-$here/.venv/bin/python}"
@@ -14,4 +14,4 @@ if ! command -v java >/dev/null 2>&1 && [ ! -x "${JAVA_HOME:-/nonexistent}/bin/j
   echo "spark-submit.sh: Java not found: Spark needs Java 17 on PATH (or JAVA_HOME set)" >&2
   exit 2
 fi
-exec "$python" -m jobs.submit "$@"
+exec "$python" -m launcher.submit "$@"

@@ -50,7 +50,6 @@ import os
 import random
 import resource
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -62,6 +61,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from common.process_group import stop_group  # noqa: E402
 
 
 def load_worker(host: str, port: int, connections: int, duration: float, users: int, tracks: int) -> dict:
@@ -235,7 +236,7 @@ def start_server(argv: list, env: dict, port: int, log_path: Path, cwd: Path, wo
 
     with open(log_path, "ab") as log:
         start = log.tell()
-        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 120
     answered = False
     while time.monotonic() < deadline:
@@ -249,7 +250,7 @@ def start_server(argv: list, env: dict, port: int, log_path: Path, cwd: Path, wo
         if answered and log_path.read_bytes()[start:].count(WORKER_UP) >= workers_up:
             return proc
         time.sleep(0.3)
-    proc.kill()
+    stop_group(proc)
     raise RuntimeError(f"{argv[:4]} did not come up; see {log_path}")
 
 
@@ -258,12 +259,7 @@ def botify_argv(port: int, *args: str) -> list:
 
 
 def stop_server(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    stop_group(proc, timeout=60)
 
 
 def fmt(r: dict) -> str:
@@ -312,7 +308,7 @@ def main(argv=None) -> int:
         return bench_open(args) if args.mode == "open" else bench_paths(args)
     from common.redis_server import RedisServer, free_port
     from botify.settings import load_settings
-    from tests.botify.warehouse import catalog_rows, write_catalog, write_recommendations
+    from testkit.artifacts import catalog_rows, write_catalog, write_recommendations
 
     levels = [int(c) for c in args.concurrency.split(",")]
     load = run_wrk if shutil.which("wrk") else run_threads
@@ -376,7 +372,7 @@ VARIANTS = {
 def bench_world(args):
     """A warehouse (20,000 tracks, 2,000 users' lists), a real Redis, and the environment botify runs in."""
     from common.redis_server import RedisServer
-    from tests.botify.warehouse import catalog_rows, write_catalog, write_recommendations
+    from testkit.artifacts import catalog_rows, write_catalog, write_recommendations
 
     rng = random.Random(7)
     server = RedisServer()

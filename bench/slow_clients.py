@@ -85,8 +85,8 @@ def main(argv=None) -> int:
 
     from common.redis_server import RedisServer, free_port
     from botify.settings import load_settings
-    from tests.botify.served import idle_connections
-    from tests.botify.warehouse import catalog_rows, write_catalog, write_recommendations
+    from testkit.served import idle_connections
+    from testkit.artifacts import catalog_rows, write_catalog, write_recommendations
 
     parts = []
     with tempfile.TemporaryDirectory(prefix="bench-slow-") as tmp, RedisServer() as redis_url:

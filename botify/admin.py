@@ -7,7 +7,7 @@ import hmac
 from flask import Blueprint, current_app, jsonify, request
 
 from botify.catalog import ArtifactError, StorageUnavailable
-from botify.event_log import request_rotation
+from botify.event_log_writer import request_rotation
 from botify.store import ReloadBusy
 from botify.validation import parse_reload
 

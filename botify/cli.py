@@ -82,7 +82,7 @@ def _serve(args) -> int:
     from common.redis_server import RedisServer, redact
 
     from botify.catalog import ArtifactError
-    from botify.event_log import complete_orphans
+    from botify.event_log_writer import complete_orphans
     from botify import metrics
     from botify.service import load_outcome, resolve_local
 
@@ -191,7 +191,7 @@ def cmd_rotate(args) -> int:
     config = _settings(args)
     if args.url:
         return _admin_post(args.url, "/admin/rotate-logs", config["admin"]["token"], {}, args.timeout + 5)
-    from botify.event_log import request_rotation
+    from botify.event_log_writer import request_rotation
     from botify.service import resolve_local
 
     directory = resolve_local(config["event_log"]["dir"])

@@ -29,7 +29,7 @@ from common.paths import resolve
 
 from botify import metrics
 from botify.catalog import ArtifactError, Catalog, StorageUnavailable, load_catalog
-from botify.event_log import EventLog
+from botify.event_log_writer import EventLog
 from botify.experiments import Experiments
 from botify.recommenders import NoNamespace, TopCache, View
 from botify.reload import load_or_keep, reload_artifacts, storage

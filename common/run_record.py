@@ -1,6 +1,6 @@
 """Run records: ``<root>/runs/<job>/<run-id>.json``, what one spark-submit job run did.
 
-The launcher (jobs/launch.py) opens a record around the job; the job only
+The launcher (launcher/launch.py) opens a record around the job; the job only
 reports what it read and wrote (:func:`read`, :func:`wrote`), what it
 quarantined (:func:`quarantined`) and times its stages (:func:`stage`). The
 record is written, atomically, when the job's Spark session starts (status
@@ -29,6 +29,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
 from common.config import ConfigError, add_config_arguments, load_config
 from common.manifest import now_iso
 from common.paths import root_uri
+from common.spark import get_session, on_session_started
 from common.stopwatch import logged_time
 from common.storage import Storage, join
 
@@ -102,7 +103,7 @@ def build_info_source() -> str:
 def build_info() -> Dict[str, str]:
     """The version and commit of the running code: the zip's stamp when there is one, else this checkout's git."""
     try:
-        from common import build_info as stamped  # only in the code zip jobs/submit.py builds
+        from common import build_info as stamped  # only in the code zip launcher/submit.py builds
         return {"version": stamped.VERSION, "commit": stamped.COMMIT}
     except ImportError:
         return {"version": installed_version(), "commit": git_commit(Path(__file__).resolve().parent.parent) or "unknown"}
@@ -218,7 +219,6 @@ def split_record_id(argv: Sequence[str]) -> tuple[Optional[str], List[str]]:
 
 def _storage_for_record():
     """HadoopStorage on the job's session (hdfs:// roots need it); a job that failed before starting one gets one."""
-    from common.spark import get_session
     from common.storage import HadoopStorage
 
     return HadoopStorage(get_session("run-record"))
@@ -273,7 +273,7 @@ def active() -> Optional[RunRecord]:
 
 
 def session_started(spark, seconds: float) -> None:
-    """Called by common.spark.get_session when it started a session: its time is the ``session`` stage and the
+    """Called by common.spark.get_session (registered below) when it started a session: its time is the ``session`` stage and the
     first session of a recorded run writes the ``running`` record."""
     record = _active
     if record is None or record.spark:
@@ -286,6 +286,9 @@ def session_started(spark, seconds: float) -> None:
         record.write(HadoopStorage(spark))
     except Exception as exc:
         log.warning("could not write the running record of %s: %s: %s", record.job, type(exc).__name__, exc)
+
+
+on_session_started(session_started)
 
 
 def read(name: str, uri: Optional[str], rows: Optional[int]) -> None:

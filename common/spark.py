@@ -10,22 +10,38 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Mapping, Optional
+from typing import Callable, List, Mapping, Optional
 from urllib.parse import urlparse
 
 from common.config import add_config_arguments, load_yaml
 
 
-def load_profile(profile: str) -> dict:
+def load_profile(profile: str, _seen: tuple = ()) -> dict:
+    """``conf/spark/<profile>.yml``; a profile with ``extends: <base>`` states only what differs from the base
+    (its keys replace the base's, its ``conf`` entries are merged over the base's)."""
+    if profile in _seen:
+        raise ValueError(f"spark profiles extend each other in a loop: {' -> '.join(_seen + (profile,))}")
     data = load_yaml(f"spark/{profile}.yml")
     data.setdefault("conf", {})
+    base_name = data.pop("extends", None)
+    if base_name:
+        base = load_profile(str(base_name), _seen + (profile,))
+        data = {**base, **data, "conf": {**base["conf"], **data["conf"]}}
     return data
+
+
+# Called with (session, seconds to start it) when get_session starts one. The run record listens here: it sits
+# above this module (it needs a session to write itself), so it registers rather than being imported.
+_SESSION_LISTENERS: List[Callable[[object, float], None]] = []
+
+
+def on_session_started(listener: Callable[[object, float], None]) -> None:
+    if listener not in _SESSION_LISTENERS:
+        _SESSION_LISTENERS.append(listener)
 
 
 def get_session(app_name: str, profile: str = "local", extra_conf: Optional[Mapping[str, str]] = None):
     from pyspark.sql import SparkSession
-
-    from common import run_record
 
     active = SparkSession.getActiveSession()
     if active is not None:
@@ -49,7 +65,8 @@ def get_session(app_name: str, profile: str = "local", extra_conf: Optional[Mapp
     for key, value in settings.items():
         builder = builder.config(key, str(value))
     session = builder.getOrCreate()
-    run_record.session_started(session, time.perf_counter() - started)
+    for listener in _SESSION_LISTENERS:
+        listener(session, time.perf_counter() - started)
     return session
 
 

@@ -1,9 +1,8 @@
 """spark-submit jobs: one module per job, each with ``main(argv)``.
 
-``JOBS`` is the registry spark-submit.sh and the launcher consult; add a job
-here and it becomes submittable. Two modules here are not jobs: ``launch``
-(the file spark-submit runs) and ``submit`` (renders the spark-submit command
-for ``spark-submit.sh``).
+``JOBS`` is the registry spark-submit.sh and the launcher (``launcher/``) consult; add
+a job here and it becomes submittable. One module here is not a job: ``multidae_training``, the
+rank function ``train_multidae`` ships to its TorchDistributor ranks.
 """
 JOBS = {
     "cluster_check": "jobs.cluster_check",

@@ -42,7 +42,7 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from common import ab_stats, event_log, run_record
+from common import ab_stats, event_log_reader, run_record
 from common.config import ConfigError, load_config, load_yaml
 from common.experiments import treatment_names
 from common.manifest import write_manifest
@@ -359,7 +359,7 @@ def count_sessions(sessions: DataFrame) -> dict:
     }
 
 
-def session_facts(counts: dict, loaded: event_log.LoadedEvents, trailing: str, analysed_users: int) -> dict:
+def session_facts(counts: dict, loaded: event_log_reader.LoadedEvents, trailing: str, analysed_users: int) -> dict:
     """The counts the report and the manifest state, from :func:`count_sessions`."""
     analysed = [r for (status, complete), r in counts.items() if status == "ok" and (complete or trailing == "keep")]
     return {
@@ -396,7 +396,7 @@ def compare_arms(users: DataFrame, settings: dict, input_uri: str, experiment: s
 def cuped_analysis(spark: SparkSession, storage: HadoopStorage, settings: dict, users: DataFrame, control: str,
                    pre_uri: str, quarantine_uri: str, trailing: str) -> dict:
     """Effects with CUPED from the pre-period logs at ``pre_uri`` (their bad lines quarantined like the A/B's)."""
-    pre = event_log.load(spark, storage, pre_uri, quarantine_uri, float(settings["max_error_ratio"]),
+    pre = event_log_reader.load(spark, storage, pre_uri, quarantine_uri, float(settings["max_error_ratio"]),
                          dedupe=bool(settings.get("dedupe", True)))
     covariates = user_covariates(pre.events, trailing, dedupe=False)  # load dropped the copies
     adjusted, variance = ab_stats.cuped(cuped_sums(users, covariates))
@@ -415,7 +415,7 @@ def run(spark: SparkSession, config: dict, input_uri: str, experiment: str, cont
     alpha, power = float(settings["alpha"]), float(settings["power"])
     root = resolve(config, "")
     storage = HadoopStorage(spark)
-    loaded = event_log.load(spark, storage, input_uri, join(root, "quarantine", "analyze_ab", experiment, run_id),
+    loaded = event_log_reader.load(spark, storage, input_uri, join(root, "quarantine", "analyze_ab", experiment, run_id),
                             float(settings["max_error_ratio"]), dedupe=bool(settings.get("dedupe", True)))
     sessions = sessionize(with_treatment(loaded.events, experiment), dedupe=False).persist()  # load dropped the copies
     with run_record.stage("sessions"):

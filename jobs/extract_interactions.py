@@ -35,7 +35,7 @@ from typing import Optional, Sequence
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from common import event_log, run_record, sessions
+from common import event_log_reader, run_record, sessions
 from common.config import load_config
 from common.manifest import sha256, write_manifest
 from common.paths import resolve
@@ -137,7 +137,7 @@ def run(spark: SparkSession, config: dict, input_uri: str, run_id: str, catalog_
     storage = HadoopStorage(spark)
     quarantine_uri = join(root, "quarantine", "extract_interactions", run_id)
     catalog = read_catalog(spark, catalog_uri).cache() if catalog_uri else None
-    loaded = event_log.load(spark, storage, input_uri, quarantine_uri, float(settings["max_error_ratio"]), catalog,
+    loaded = event_log_reader.load(spark, storage, input_uri, quarantine_uri, float(settings["max_error_ratio"]), catalog,
                             dedupe=bool(settings.get("dedupe", True)))
     # The events are read once, by the per-user window and aggregate; its cached result serves the unknown-track
     # count, the user index, the top tracks and the table.

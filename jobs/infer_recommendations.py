@@ -33,7 +33,7 @@ from common.heldout_split import positives_by_user
 from common.interactions_run import interactions_dir
 from common.manifest import sha256
 from common.paths import resolve
-from common.recommendations import publish
+from common.recommendation_lists import publish
 from common.spark import add_job_arguments, get_session
 from common.storage import HadoopStorage, join
 

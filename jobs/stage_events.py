@@ -4,7 +4,7 @@ The logs are parsed once here; extract_interactions and analyze_ab read the
 result (``--input events/<dataset>``) without parsing JSON again. Output,
 under ``<root>/events/<dataset>/``:
 
-- ``date=YYYY-MM-DD/``  Parquet with the event log's fields (common.event_log.STAGED_SCHEMA),
+- ``date=YYYY-MM-DD/``  Parquet with the event log's fields (common.event_log_reader.STAGED_SCHEMA),
   ``date`` being the UTC date of the event's ``timestamp``
 - ``_STAGED.json``  per date: events and exact duplicates dropped, and the staging run that
   wrote it; per run still serving a date: input, lines, malformed lines by reason, quarantine
@@ -32,7 +32,7 @@ from typing import Dict, Sequence
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from common import event_log, run_record, sessions
+from common import event_log_reader, run_record, sessions
 from common.config import load_config
 from common.manifest import now_iso
 from common.paths import resolve
@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 def staged_rows(events: DataFrame) -> DataFrame:
     """Valid events -> the staged columns: exact duplicates dropped, ``date`` added (STAGED_SCHEMA's order)."""
     deduplicated = sessions.drop_duplicate_events(events)
-    return deduplicated.withColumn("date", event_log.event_date()).select(*event_log.STAGED_SCHEMA.fieldNames())
+    return deduplicated.withColumn("date", event_log_reader.event_date()).select(*event_log_reader.STAGED_SCHEMA.fieldNames())
 
 
 def merged_manifest(previous: dict, run_id: str, run_facts: dict, dates: Dict[str, dict]) -> dict:
@@ -97,18 +97,18 @@ def run(spark: SparkSession, config: dict, input_uri: str, dataset: str, run_id:
     dataset_uri = join(root, "events", dataset)
     sweep(storage, dataset_uri)
     with run_record.stage("read"):
-        loaded = event_log.load_events(spark, storage, input_uri,
+        loaded = event_log_reader.load_events(spark, storage, input_uri,
                                        join(root, "quarantine", "stage_events", dataset, run_id),
                                        float(config["stage"]["max_error_ratio"]))
         valid_per_date = {r["date"]: r["count"] for r in
-                          loaded.events.groupBy(event_log.event_date().alias("date")).count().collect()}
+                          loaded.events.groupBy(event_log_reader.event_date().alias("date")).count().collect()}
     token = uuid.uuid4().hex[:12]
     staged_tmp = join(dataset_uri, f"_tmp-stage-{token}")
     try:
         with run_record.stage("write"):
             staged_rows(loaded.events).write.partitionBy("date").parquet(staged_tmp)
             # Counts from what was written, not from the plan that wrote it.
-            staged_per_date = {r["date"]: r["count"] for r in spark.read.schema(event_log.STAGED_SCHEMA)
+            staged_per_date = {r["date"]: r["count"] for r in spark.read.schema(event_log_reader.STAGED_SCHEMA)
                                .parquet(staged_tmp).groupBy("date").count().collect()}
     except BaseException:
         storage.delete(staged_tmp)
@@ -119,11 +119,11 @@ def run(spark: SparkSession, config: dict, input_uri: str, dataset: str, run_id:
              for d in sorted(staged_per_date)}
     swap_dates(storage, staged_tmp, dataset_uri, list(dates), token)
     storage.delete(staged_tmp)
-    previous = event_log.read_staged_manifest(storage, dataset_uri) if event_log.is_staged(storage, dataset_uri) else {}
+    previous = event_log_reader.read_staged_manifest(storage, dataset_uri) if event_log_reader.is_staged(storage, dataset_uri) else {}
     run_facts = {"input": input_uri, "lines": loaded.lines, "malformed": loaded.malformed,
                  "quarantine": loaded.quarantine, "staged_at": now_iso()}
     manifest = merged_manifest(previous, run_id, run_facts, dates)
-    storage.write_atomically(join(dataset_uri, event_log.STAGED_MANIFEST),
+    storage.write_atomically(join(dataset_uri, event_log_reader.STAGED_MANIFEST),
                              json.dumps(manifest, indent=2, sort_keys=True).encode())
     run_record.read("event log lines", input_uri, loaded.lines)
     run_record.quarantined(loaded.malformed)

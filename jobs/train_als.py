@@ -12,7 +12,7 @@ positives has no factor and gets the most popular tracks of the ratings.
 Scoring runs in ``mapInPandas`` with the item factors broadcast once.
 
 Output ``<root>/recommendations/<version>/`` in the recommendations contract
-(``common.recommendations.publish``; default version ``als-<run>``), then the
+(``common.recommendation_lists.publish``; default version ``als-<run>``), then the
 pointer ``als.pointer`` (``LATEST-als``), which botify's ``als`` set follows.
 """
 from __future__ import annotations
@@ -34,7 +34,7 @@ from common.config import load_config
 from common.heldout_split import positives_by_user
 from common.interactions_run import interactions_dir, item_index
 from common.paths import resolve
-from common.recommendations import publish
+from common.recommendation_lists import publish
 from common.spark import add_job_arguments, get_session
 from common.storage import HadoopStorage, join
 

@@ -165,6 +165,8 @@ class Demo:
             self.step("analyze_ab", lambda: self.spark_job(
                 "analyze_ab", "--experiment", a.experiment, "--control", "C", "--input", "events/ab",
                 "--run", self.run_id, *cuped))
+            if self.yarn:  # the report lives on HDFS, which stops with the demo's own cluster below
+                self.fetch_report()
         finally:
             self.stop_botify()
             if self.redis is not None:
@@ -209,15 +211,16 @@ class Demo:
         self.start_botify(self.args.experiment)
         self.reload()
 
+    def fetch_report(self) -> None:
+        out = self.workdir / "report"
+        out.mkdir(exist_ok=True)
+        storage = FsspecStorage()
+        for name in ("report.md", "ab_results.png"):
+            (out / name).write_bytes(storage.read_bytes(join(self.root_uri, "ab", self.args.experiment, self.run_id,
+                                                             name)))
+
     def show_report(self) -> None:
-        out = self.root / "ab" / self.args.experiment / self.run_id
-        if self.yarn:  # the report lives on HDFS: bring it here to show it
-            out = self.workdir / "report"
-            out.mkdir(exist_ok=True)
-            storage = FsspecStorage()
-            for name in ("report.md", "ab_results.png"):
-                (out / name).write_bytes(storage.read_bytes(join(self.root_uri, "ab", self.args.experiment,
-                                                                 self.run_id, name)))
+        out = self.workdir / "report" if self.yarn else self.root / "ab" / self.args.experiment / self.run_id
         print()
         print((out / "report.md").read_text())
         print(f"report:  {out / 'report.md'}")

@@ -16,6 +16,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -27,6 +28,7 @@ import uuid
 from pathlib import Path
 from typing import Dict, Optional, Sequence
 
+from common.process_group import stop_group
 from pipeline.processes import REPO
 
 log = logging.getLogger("minicluster")
@@ -37,6 +39,50 @@ MAIN_CLASS = "botify.minicluster.MiniCluster"
 JAVA_OPENS = [f"--add-opens=java.base/{pkg}=ALL-UNNAMED" for pkg in (
     "java.lang", "java.lang.reflect", "java.util", "java.util.concurrent", "java.io", "java.net", "java.nio",
     "sun.nio.ch")]
+
+
+# The YARN settings the launcher starts with, as Spark's own YARN suite builds its newYarnConfig(); a caller's
+# extra_conf goes over them. Memory and vcores of the NodeManager are filled in per cluster.
+YARN_CONF: Dict[str, str] = {
+    "yarn.resourcemanager.hostname": "127.0.0.1",
+    "yarn.nodemanager.address": "127.0.0.1:0",
+    "yarn.nodemanager.localizer.address": "127.0.0.1:0",
+    "yarn.nodemanager.webapp.address": "127.0.0.1:0",
+    # One queue with the whole cluster.
+    "yarn.scheduler.capacity.root.queues": "default",
+    "yarn.scheduler.capacity.root.default.capacity": "100",
+    "yarn.scheduler.capacity.root.default.maximum-capacity": "100",
+    "yarn.scheduler.capacity.root.default.user-limit-factor": "1",
+    "yarn.scheduler.capacity.root.default.state": "RUNNING",
+    "yarn.scheduler.capacity.root.default.acl_submit_applications": "*",
+    "yarn.scheduler.capacity.root.default.acl_administer_queue": "*",
+    "yarn.scheduler.capacity.node-locality-delay": "-1",
+    # A developer's disk is often fuller than a datanode's; do not mark the only node unhealthy.
+    "yarn.nodemanager.disk-health-checker.max-disk-utilization-per-disk-percentage": "100.0",
+    # Python workers and torch map far more virtual memory than they use: YARN's checks would kill them.
+    "yarn.nodemanager.vmem-check-enabled": "false",
+    "yarn.nodemanager.pmem-check-enabled": "false",
+    "yarn.scheduler.minimum-allocation-mb": "256",
+    # Finished containers' logs stay in the NodeManager's log dirs, where tests (and `yarn logs`-less users) read them.
+    "yarn.log-aggregation-enable": "false",
+    "yarn.nodemanager.delete.debug-delay-sec": "600",
+}
+
+
+def yarn_overlay(nm_memory_mb: int, nm_vcores: int, extra_conf: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    sized = {"yarn.nodemanager.resource.memory-mb": str(nm_memory_mb),
+             "yarn.nodemanager.resource.cpu-vcores": str(nm_vcores),
+             "yarn.scheduler.maximum-allocation-mb": str(nm_memory_mb),
+             "yarn.scheduler.maximum-allocation-vcores": str(nm_vcores)}
+    return {**YARN_CONF, **sized, **{k: str(v) for k, v in (extra_conf or {}).items()}}
+
+
+def write_properties(conf: Dict[str, str], path: Path) -> None:
+    """Java's .properties format (backslash escapes), which the launcher loads with Properties.load."""
+    def escape(text: str) -> str:
+        return text.replace("\\", "\\\\").replace("=", "\\=").replace(":", "\\:").replace("\n", "\\n")
+
+    path.write_text("".join(f"{escape(k)}={escape(v)}\n" for k, v in sorted(conf.items())), encoding="utf-8")
 
 
 class MiniClusterError(RuntimeError):
@@ -77,10 +123,11 @@ def build_launcher() -> str:
 class MiniCluster:
     """One HDFS + YARN on this host: start, its configuration, its REST API, stop."""
 
-    def __init__(self, workdir: Optional[Path] = None, nm_memory_mb: int = 8192, nm_vcores: int = 4):
+    def __init__(self, workdir: Optional[Path] = None, nm_memory_mb: int = 8192, nm_vcores: int = 4,
+                 extra_conf: Optional[Dict[str, str]] = None):
         self.owns_dir = workdir is None
         self.dir = Path(workdir or tempfile.mkdtemp(prefix="botify-minicluster-")).resolve()
-        self.nm_memory_mb, self.nm_vcores = nm_memory_mb, nm_vcores
+        self.yarn_conf = yarn_overlay(nm_memory_mb, nm_vcores, extra_conf)
         self.proc: Optional[subprocess.Popen] = None
         self.info: Dict[str, object] = {}
 
@@ -93,32 +140,30 @@ class MiniCluster:
         env = {**os.environ, "JAVA_HOME": java_home()}
         env.pop("HADOOP_CONF_DIR", None)
         self.log_path = self.dir / "minicluster.log"
+        overlay = self.dir / "yarn-overlay.properties"
+        write_properties(self.yarn_conf, overlay)
         with open(self.log_path, "ab") as out:
             # stdin is a pipe we never write: when this process dies the cluster sees EOF and exits.
             self.proc = subprocess.Popen(
-                ["java", "-Xmx1g", *JAVA_OPENS, "-cp", classpath, MAIN_CLASS, str(self.dir),
-                 str(self.nm_memory_mb), str(self.nm_vcores)],
+                ["java", "-Xmx1g", *JAVA_OPENS, "-cp", classpath, MAIN_CLASS, str(self.dir), str(overlay)],
                 stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=self.dir,
                 start_new_session=True)
         deadline = time.monotonic() + timeout
         while not ready.exists():
             if self.proc.poll() is not None:
-                raise MiniClusterError(f"the mini cluster exited with {self.proc.returncode}:\n{self.log_tail()}")
+                raise MiniClusterError(f"the mini cluster exited with {self.proc.returncode}: {self.error_line()}\n"
+                                       f"{self.log_tail()}")
             if time.monotonic() > deadline:
+                tail = self.log_tail()  # before stop(), which deletes a folder this object created
                 self.stop()
-                raise MiniClusterError(f"the mini cluster was not ready after {timeout:.0f}s:\n{self.log_tail()}")
+                raise MiniClusterError(f"the mini cluster was not ready after {timeout:.0f}s:\n{tail}")
             time.sleep(0.5)
         self.info = json.loads(ready.read_text())
         return self
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        if self.proc:
+            stop_group(self.proc, timeout=60)
         if self.proc and self.proc.stdin:
             self.proc.stdin.close()
         if self.owns_dir:
@@ -177,11 +222,25 @@ class MiniCluster:
             raise MiniClusterError(f"{verb} {' '.join(args)}: {answer}")
         return answer[3:]
 
-    def log_tail(self, chars: int = 4000) -> str:
+    def error_line(self) -> str:
+        """The launcher's own last error line (a Java exception's message, the cause's last), else ''."""
         try:
-            return self.log_path.read_text(errors="replace")[-chars:]
+            lines = self.log_path.read_text(errors="replace").splitlines()
         except OSError:
             return ""
+        errors = [line.strip() for line in lines if re.match(r"^(Caused by: )?[\w.$]+(Exception|Error)\b", line.strip())]
+        return errors[-1] if errors else ""
+
+    def log_tail(self, chars: int = 4000, name: Optional[str] = None) -> str:
+        """The end of the launcher's log (HDFS and the ResourceManager) and of the NodeManager's, or of ``name``."""
+        parts = []
+        for log_name in ([name] if name else ["minicluster.log", "nodemanager.log"]):
+            try:
+                text = (self.dir / log_name).read_text(errors="replace")
+            except OSError:
+                continue
+            parts.append(text[-chars:] if name else f"== {log_name}\n{text[-chars:]}")
+        return "\n".join(parts)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

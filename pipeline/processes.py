@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
+
+from common.process_group import stop_group
 
 log = logging.getLogger(__name__)
 
@@ -54,19 +55,6 @@ def run(argv: Sequence[str], env: Optional[Dict[str, str]] = None, log_file: Opt
         raise StepFailed(f"{Path(argv[0]).name} {' '.join(argv[1:3])} exited with {code}{where}")
 
 
-def stop_group(proc: subprocess.Popen, timeout: float = 20.0) -> None:
-    if proc.poll() is not None:
-        return
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 class Service:

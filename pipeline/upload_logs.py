@@ -50,7 +50,7 @@ from common.storage import FsspecStorage, atomic_output, join
 
 log = logging.getLogger(__name__)
 
-DONE_SUFFIX = ".jsonl"  # botify's completed files (botify/event_log.py); ``.jsonl.open`` is still being written
+DONE_SUFFIX = ".jsonl"  # botify's completed files (botify/event_log_writer.py); ``.jsonl.open`` is still being written
 LOCK_NAME = ".botify-upload.lock"
 TMP_PREFIX = "_tmp-"
 CHUNK = 1 << 20

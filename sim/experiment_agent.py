@@ -4,7 +4,7 @@ What botify does per request, without HTTP or Redis: the user's treatment in
 every active experiment by the course's hashing (``common.experiments``), the
 recommender named by the first experiment's arm, and one event-log line per
 ``next`` and per ``last`` (``common.event_line``, botify's own format). The
-catalog-level recommenders are botify's rules (``common.recommenders``) over
+catalog-level recommenders are botify's rules (``common.recommender_rules``) over
 the simulator's in-memory view (``sim.policies``); recommenders that need
 botify's per-user state (``Ranked``, ``Indexed``) are not played here.
 

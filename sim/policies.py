@@ -1,7 +1,7 @@
 """In-process recommendation policies for calibration and bulk logs.
 
 botify is not imported (a simulator stands apart from the service it tests);
-TopPop and StickyArtist share botify's choice rules through ``common.recommenders``
+TopPop and StickyArtist share botify's choice rules through ``common.recommender_rules``
 over an in-memory ``TrackSource`` instead of botify's Redis one.
 
 Every agent — these and the remote one — has the same three calls per session:
@@ -26,7 +26,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from common import recommenders as rules
+from common import recommender_rules as rules
 from sim.catalog import TrackCatalog, UserCatalog
 
 
@@ -49,7 +49,7 @@ class Agent:
 
 
 class MemoryTracks:
-    """The simulator's ``common.recommenders.TrackSource``: the world's catalog and a popular list."""
+    """The simulator's ``common.recommender_rules.TrackSource``: the world's catalog and a popular list."""
 
     def __init__(self, tracks: TrackCatalog, top: Optional[List[int]], rng):
         self.tracks, self.top, self.rng = tracks, top, rng

@@ -1,6 +1,6 @@
 """Shared fixtures: one real local Spark session per test run, real Redis servers,
-a real Spark standalone cluster for the cluster-path tests, and a real HDFS + YARN
-(Hadoop's mini clusters) for the Hadoop tests."""
+and a real Spark standalone cluster for the cluster-path tests. The Hadoop tests' cluster is
+tests/yarn/conftest.py's."""
 from __future__ import annotations
 
 import sys
@@ -50,16 +50,6 @@ def standalone_cluster():
     from tests.standalone_cluster import StandaloneCluster
 
     cluster = StandaloneCluster(workers=2, cores=1, memory="2g").start()
-    yield cluster
-    cluster.stop()
-
-
-@pytest.fixture(scope="session")
-def yarn():
-    """Hadoop's own HDFS + YARN on this host, started once for every test that needs it."""
-    from tests.yarn_cluster import YarnCluster
-
-    cluster = YarnCluster.start()
     yield cluster
     cluster.stop()
 

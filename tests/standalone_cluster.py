@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pyspark
 
+from common.process_group import stop_group
 from common.redis_server import free_port
 
 SPARK_HOME = Path(pyspark.__file__).resolve().parent
@@ -89,13 +90,6 @@ class StandaloneCluster:
         return "\n".join(f"== {p.name}\n{p.read_text(errors='replace')[-4000:]}" for p in sorted(self.dir.glob("*.log")))
 
     def stop(self) -> None:
-        for proc in reversed(self.procs):
-            if proc.poll() is None:
-                os.killpg(proc.pid, 15)
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, 9)
-                proc.wait()
+        for proc in reversed(self.procs):  # workers before their master
+            stop_group(proc, timeout=15)
         shutil.rmtree(self.dir, ignore_errors=True)

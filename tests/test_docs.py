@@ -82,10 +82,10 @@ PAGE_LIMIT = 20_000   # bytes per docs/ page: a manual page, not a notebook
 DOCS_LIMIT = 100_000  # bytes for docs/ in all; history goes to CHANGELOG.md
 MACHINE_PATH = re.compile(r"(?<![\w.<$/-])/(?:tmp|work|root|home)/[\w.-]+")
 CODE_BLOCK = re.compile(r"```[^\n]*\n(.*?)```|((?:^(?: {4}|\t).*\n?)+)", re.S | re.M)
-CONSOLE_SCRIPTS = {"botify-job": "jobs.launch", "botify-demo": "pipeline.demo", "botify-daily": "pipeline.daily",
+CONSOLE_SCRIPTS = {"botify-job": "launcher.launch", "botify-demo": "pipeline.demo", "botify-daily": "pipeline.daily",
                    "botify-upload": "pipeline.upload_logs", "botify": "botify.cli", "botify-sim": "sim.__main__"}
 LAUNCHER_OPTIONS = {"--record-id"}
-SCRIPT_DELEGATES = {"bench/e2e.py": "pipeline/demo.py"}  # passes its arguments to botify-demo  # taken by jobs/launch.py before the job sees its arguments
+SCRIPT_DELEGATES = {"bench/e2e.py": "pipeline/demo.py"}  # passes its arguments to botify-demo  # taken by launcher/launch.py before the job sees its arguments
 
 
 def docs_pages():
@@ -149,7 +149,7 @@ def help_text(argv):
     program, rest = argv[0], argv[1:]
     if program == "./spark-submit.sh" or Path(program).name == "botify-job":
         assert rest and rest[0] in JOBS, f"no job {rest[:1]}"
-        submit = (REPO / "jobs" / "submit.py").read_text() if program == "./spark-submit.sh" else ""
+        submit = (REPO / "launcher" / "submit.py").read_text() if program == "./spark-submit.sh" else ""
         return rest[0], capture(importlib.import_module(JOBS[rest[0]]).main, ["--help"]) + submit, rest[1:]
     if program in (".venv/bin/python", "python"):
         if rest[0] == "-m":

@@ -6,7 +6,7 @@ import logging
 import random
 from typing import List, Optional, Set, Tuple
 
-from common import recommenders as rules
+from common import recommender_rules as rules
 
 from botify.settings import DEFAULT_SET
 from botify.store import ARTIST, LIST, RANDOM, TOP, Store
@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 class View:
     """One request's reads of the active namespace, fetched in one Redis round trip (``Store.read_request``).
 
-    It is the Redis ``common.recommenders.TrackSource`` the shared choice rules
+    It is the Redis ``common.recommender_rules.TrackSource`` the shared choice rules
     read. It holds only what its recommender's ``reads`` asked for: asking for
     anything else is a bug and raises. ``source`` names what the answer came
     from (the metrics' ``source`` label): the rules try the user's list, the

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from common import recommenders as rules
+from common import recommender_rules as rules
 
 from botify.recommenders.base import Recommender, View
 from botify.store import LIST, RANDOM, TOP

@@ -1,13 +1,13 @@
 from __future__ import annotations
 
-from common import recommenders as rules
+from common import recommender_rules as rules
 
 from botify.recommenders.base import Recommender, View
 from botify.store import ARTIST, RANDOM
 
 
 class StickyArtist(Recommender):
-    """A random track by the artist of the track just played; Random when that track is unknown (common.recommenders)."""
+    """A random track by the artist of the track just played; Random when that track is unknown (common.recommender_rules)."""
 
     name = "StickyArtist"
     reads = ARTIST + RANDOM

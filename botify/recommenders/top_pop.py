@@ -1,13 +1,13 @@
 from __future__ import annotations
 
-from common import recommenders as rules
+from common import recommender_rules as rules
 
 from botify.recommenders.base import Recommender, View
 from botify.store import RANDOM, TOP
 
 
 class TopPop(Recommender):
-    """A random track from the top ``top_k`` popular ones; Random when no top list was loaded (common.recommenders)."""
+    """A random track from the top ``top_k`` popular ones; Random when no top list was loaded (common.recommender_rules)."""
 
     name = "TopPop"
     reads = TOP + RANDOM

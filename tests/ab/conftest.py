@@ -12,7 +12,7 @@ from sim.bulk_logs import generate
 @pytest.fixture(scope="session")
 def simulated(tmp_path_factory, spark):
     """bulk_logs events (2 files) plus a hand-made third file: duplicated lines and trailing sessions."""
-    from common import event_log
+    from common import event_log_reader
     from jobs import analyze_ab
 
     root = tmp_path_factory.mktemp("ab_sim")
@@ -26,8 +26,8 @@ def simulated(tmp_path_factory, spark):
                                  "track": 1, "time": 0.5, "latency": 0.01, "experiments": {"AB": assign(user, "AB", 2)}}))
     (logs / "extra.jsonl").write_text("\n".join(extra) + "\n")
     paths = sorted(logs.glob("*.jsonl"))
-    parsed = event_log.parse_lines(event_log.read_lines(spark, "file://" + str(logs)))
-    valid, _ = event_log.split_valid(parsed)
+    parsed = event_log_reader.parse_lines(event_log_reader.read_lines(spark, "file://" + str(logs)))
+    valid, _ = event_log_reader.split_valid(parsed)
     events = analyze_ab.with_treatment(valid, "AB")
     users = analyze_ab.user_metrics(analyze_ab.analysed_sessions(analyze_ab.sessionize(events), "drop")).cache()
     frame = users.toPandas().sort_values("user", ignore_index=True)

@@ -8,7 +8,7 @@ from typing import Iterable, Union
 import numpy as np
 import pandas as pd
 
-from common import event_log
+from common import event_log_reader
 from jobs import analyze_ab
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -23,11 +23,11 @@ def event(message, ts, user, track=1, time=0.5, latency=0.001, treatment="C", ex
 
 def parsed_lines(spark, lines: Iterable[Union[str, dict]]):
     rows = [(line if isinstance(line, str) else json.dumps(line), "test") for line in lines]
-    return event_log.parse_lines(spark.createDataFrame(rows, "line string, source string"))
+    return event_log_reader.parse_lines(spark.createDataFrame(rows, "line string, source string"))
 
 
 def valid_events(spark, lines, experiment="AB"):
-    valid, _ = event_log.split_valid(parsed_lines(spark, lines))
+    valid, _ = event_log_reader.split_valid(parsed_lines(spark, lines))
     return analyze_ab.with_treatment(valid, experiment)
 
 

@@ -50,7 +50,7 @@ def pre_post(tmp_path_factory, spark):
     """Per-user metrics in two periods of simulated traffic in one world (seeds 1 and 2, random policy: short
     sessions, so most users play in both): the first period is the covariate, the second the experiment; computed
     by the job's own transforms (user_covariates, user_metrics)."""
-    from common import event_log
+    from common import event_log_reader
     from jobs import analyze_ab
     from sim.bulk_logs import generate
     from sim.world import WorldParams, generate_world, write_world
@@ -62,7 +62,7 @@ def pre_post(tmp_path_factory, spark):
                  policy="random", world=str(root / "world"))
 
     def events(period):
-        valid, _ = event_log.split_valid(event_log.parse_lines(event_log.read_lines(spark, f"file://{root / period}")))
+        valid, _ = event_log_reader.split_valid(event_log_reader.parse_lines(event_log_reader.read_lines(spark, f"file://{root / period}")))
         return valid
 
     covariates = analyze_ab.user_covariates(events("pre"), "drop")

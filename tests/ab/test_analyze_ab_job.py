@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from common.config import ConfigError
-from common.event_log import TooManyMalformed
+from common.event_log_reader import TooManyMalformed
 from jobs import analyze_ab
 from pipeline import upload_logs
 

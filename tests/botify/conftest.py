@@ -17,10 +17,10 @@ from botify.app import create_app
 from botify.service import load_or_keep
 from botify.settings import load_settings, validate
 from botify.store import Store
-from tests.botify.warehouse import catalog_rows, write_catalog, write_recommendations
+from testkit.artifacts import catalog_rows, write_catalog, write_recommendations
 
 TRACKS, ARTISTS, USERS = 300, 30, 20
-TOKEN = "test-admin-token"
+from testkit.served import TOKEN  # noqa: E402  (one token for in-process and served botify)
 
 
 def v1_list(user: int) -> list:

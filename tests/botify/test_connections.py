@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.botify.served import botify_serve
+from testkit.served import botify_serve
 
 pytestmark = pytest.mark.slow  # two `botify serve` processes (gunicorn, redis-server): ~10 s
 

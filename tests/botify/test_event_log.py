@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from botify.event_log import EventLog, complete_orphans, open_files, request_rotation
+from botify.event_log_writer import EventLog, complete_orphans, open_files, request_rotation
 
 
 def event(i):
@@ -78,7 +78,7 @@ def test_request_times_out_naming_files_nobody_completes(tmp_path):
 
 
 def test_files_of_dead_processes_are_completed(tmp_path):
-    code = ("import sys; from botify.event_log import EventLog; "
+    code = ("import sys; from botify.event_log_writer import EventLog; "
             "log = EventLog(sys.argv[1], 10**9, 3600); log.write({'message': 'next'}); import os; os._exit(0)")
     subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True)
     assert len(open_files(str(tmp_path))) == 1

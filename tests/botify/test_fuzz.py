@@ -16,7 +16,7 @@ from botify.app import create_app
 from botify.service import load_or_keep
 from botify.store import Store
 from tests.botify.conftest import TOKEN, TOP, TRACKS, USERS, make_config, v1_list
-from tests.botify.warehouse import catalog_rows, write_catalog, write_recommendations
+from testkit.artifacts import catalog_rows, write_catalog, write_recommendations
 
 EXAMPLES = 2500  # >= 2,000 of them are bad requests (asserted below); ~10 s of CPU
 

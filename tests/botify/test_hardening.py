@@ -15,7 +15,7 @@ import requests
 from botify.store import Store
 from common.redis_server import RedisServer, redact
 from tests.botify.conftest import TOKEN, TOP, USERS, live_server, make_config, next_track, v1_list, v2_list
-from tests.botify.warehouse import write_recommendations
+from testkit.artifacts import write_recommendations
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 

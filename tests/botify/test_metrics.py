@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from common.experiments import assign
 from tests.botify.conftest import USERS
-from tests.botify.served import botify_serve
+from testkit.served import botify_serve
 
 pytestmark = pytest.mark.slow  # a `botify serve` (gunicorn, redis-server) and a few hundred requests: ~10 s
 

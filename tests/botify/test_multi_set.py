@@ -20,7 +20,7 @@ from common.config import ConfigError
 from common.experiments import assign
 from common.storage import FsspecStorage, join
 from tests.botify.conftest import TOKEN, TOP, USERS, make_config, next_track, v1_list, v2_list
-from tests.botify.warehouse import write_recommendations
+from testkit.artifacts import write_recommendations
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 

@@ -6,7 +6,7 @@ import requests
 
 from common.redis_server import RedisServer
 from tests.botify.conftest import TOKEN, live_server, make_config, next_track, v1_list
-from tests.botify.warehouse import catalog_rows, write_catalog
+from testkit.artifacts import catalog_rows, write_catalog
 
 
 def wait_for_status(url: str, status: int, timeout_s: float = 60.0) -> requests.Response:

@@ -16,7 +16,7 @@ from sim.catalog import TrackCatalog, UserCatalog
 from sim.env import MusicEnv
 from sim.policies import make_agent
 from tests.botify.conftest import TOP, TRACKS, make_config, next_track, post_next, v1_list
-from tests.botify.warehouse import write_recommendations
+from testkit.artifacts import write_recommendations
 
 
 def test_ranked_walks_the_list_best_first_without_repeats_then_top_then_resets_at_last(serve, redis_url):

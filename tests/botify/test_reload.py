@@ -12,7 +12,7 @@ from botify.service import Service
 from botify.store import Store
 from common.storage import FsspecStorage, join
 from tests.botify.conftest import TOKEN, TOP, USERS, make_config, next_track, v1_list, v2_list
-from tests.botify.warehouse import write_recommendations
+from testkit.artifacts import write_recommendations
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 

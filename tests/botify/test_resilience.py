@@ -20,7 +20,7 @@ from common.experiments import assign
 from common.redis_server import RedisServer
 from tests.botify.conftest import (TOKEN, TOP, TRACKS, USERS, live_server, make_config, next_track, post_next,
                                    v1_list, v2_list)
-from tests.botify.warehouse import write_recommendations
+from testkit.artifacts import write_recommendations
 
 
 def wait_for(predicate, timeout_s=60.0, what="condition"):
@@ -162,7 +162,7 @@ def test_memory_bound_evicts_session_history_never_the_served_namespace(world, t
 @pytest.mark.slow
 def test_botify_serve_restarts_its_killed_private_redis(world, tmp_path):
     """The real process tree: gunicorn's arbiter reaps the killed redis-server, the supervisor restarts it."""
-    from tests.botify.served import botify_serve
+    from testkit.served import botify_serve
 
     ranked_user = next(u for u in range(USERS) if assign(u, "AB", 2) == "T1")
     with botify_serve(world, tmp_path, "--workers", "2", "--set", "event_log.poll_s=0.1") as (base, proc):

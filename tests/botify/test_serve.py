@@ -9,10 +9,10 @@ import threading
 import pytest
 import requests
 
-from common.event_log import count_reasons, parse_lines, read_lines
+from common.event_log_reader import count_reasons, parse_lines, read_lines
 from common.experiments import assign
 from tests.botify.conftest import TOKEN, v1_list
-from tests.botify.served import botify_serve, serve_env
+from testkit.served import botify_serve, serve_env
 
 pytestmark = pytest.mark.slow  # gunicorn, 200+ requests and a Spark session: ~25 s
 

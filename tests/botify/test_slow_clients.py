@@ -4,7 +4,7 @@ request (a partial request line, headers without their end, or nothing at all), 
 connections are closed by the server."""
 import requests
 
-from tests.botify.served import botify_serve, idle_connections
+from testkit.served import botify_serve, idle_connections
 
 
 def answer_normal_requests(base: str, users: range) -> None:

@@ -10,7 +10,7 @@ from botify.app import create_app
 from botify.service import load_or_keep
 from botify.store import Store
 from tests.botify.conftest import TOKEN, TOP, USERS, make_config, v1_list
-from tests.botify.warehouse import catalog_rows, write_catalog, write_recommendations
+from testkit.artifacts import catalog_rows, write_catalog, write_recommendations
 
 NESTED = b"[" * 2000 + b"]" * 2000
 

@@ -4,14 +4,14 @@ from pathlib import Path
 
 import pytest
 
-from common import event_log
+from common import event_log_reader
 
 COURSE_LOG = Path(__file__).resolve().parents[1] / "ab" / "data" / "course_botify.jsonl"
 
 
 def parse(spark, lines):
     df = spark.createDataFrame([(line, "test.jsonl") for line in lines], "line string, source string")
-    return event_log.parse_lines(df)
+    return event_log_reader.parse_lines(df)
 
 
 def event(**overrides):
@@ -60,20 +60,20 @@ def test_valid_line_is_typed(spark):
 
 def test_count_and_split(spark):
     parsed = parse(spark, [event(), event(user=2), "junk", event(time=3)])
-    total, malformed = event_log.count_reasons(parsed)
+    total, malformed = event_log_reader.count_reasons(parsed)
     assert total == 4
     assert malformed == {"not_json_object": 1, "bad_time": 1}
-    valid, bad = event_log.split_valid(parsed)
+    valid, bad = event_log_reader.split_valid(parsed)
     assert valid.count() == 2
     assert sorted(r["line"] for r in bad.collect()) == sorted(["junk", event(time=3)])
 
 
 def test_error_ratio():
-    event_log.check_error_ratio(100, {"bad_time": 1}, 0.01, "x")
-    with pytest.raises(event_log.TooManyMalformed, match="bad_time=2"):
-        event_log.check_error_ratio(100, {"bad_time": 2}, 0.01, "x")
-    with pytest.raises(event_log.TooManyMalformed, match="no input"):
-        event_log.check_error_ratio(0, {}, 0.5, "x")
+    event_log_reader.check_error_ratio(100, {"bad_time": 1}, 0.01, "x")
+    with pytest.raises(event_log_reader.TooManyMalformed, match="bad_time=2"):
+        event_log_reader.check_error_ratio(100, {"bad_time": 2}, 0.01, "x")
+    with pytest.raises(event_log_reader.TooManyMalformed, match="no input"):
+        event_log_reader.check_error_ratio(0, {}, 0.5, "x")
 
 
 STRICT = [
@@ -127,7 +127,7 @@ def test_binary_junk_is_reported_as_not_text(spark, tmp_path):
     junk = [b"\x00{\"a\":1}", b"\xff\xfe{\x00\"\x00", b"\x00\x00\x00{", bytes(range(128, 256)), event().encode("utf-16-be")]
     path = tmp_path / "dirty.jsonl"
     path.write_bytes(b"\n".join([good, *junk, good]) + b"\n")
-    reasons = [r["reason"] for r in event_log.parse_lines(event_log.read_lines(spark, str(path))).collect()]
+    reasons = [r["reason"] for r in event_log_reader.parse_lines(event_log_reader.read_lines(spark, str(path))).collect()]
     assert reasons == [None] + ["not_utf8_text"] * len(junk) + [None]
 
 

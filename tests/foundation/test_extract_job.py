@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from common.config import load_config
-from common.event_log import TooManyMalformed
+from common.event_log_reader import TooManyMalformed
 from jobs import extract_interactions
 
 # Each test runs the whole job (several Spark jobs): seconds each.

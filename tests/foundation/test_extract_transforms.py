@@ -1,7 +1,7 @@
 """extract_interactions' pure transforms on tiny hand-made DataFrames."""
 import pytest
 
-from common import event_log
+from common import event_log_reader
 from jobs import extract_interactions as ex
 
 EVENT_COLUMNS = ("message string, timestamp long, user long, track long, time double, latency double, "
@@ -83,7 +83,7 @@ def test_track_index_follows_catalog(spark):
 def test_unknown_tracks_are_marked(spark):
     parsed = spark.createDataFrame([(None, 1), (None, 99), ("bad_time", 99)], "reason string, track long")
     catalog = spark.createDataFrame([(1,)], "track long")
-    reasons = sorted((r["reason"] or "", r["track"]) for r in event_log.mark_unknown_tracks(parsed, catalog).collect())
+    reasons = sorted((r["reason"] or "", r["track"]) for r in event_log_reader.mark_unknown_tracks(parsed, catalog).collect())
     assert reasons == [("", 1), ("bad_time", 99), ("unknown_track", 99)]
 
 

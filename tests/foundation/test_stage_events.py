@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from common.config import load_config
-from common.event_log import STAGED_SCHEMA, TooManyMalformed
+from common.event_log_reader import STAGED_SCHEMA, TooManyMalformed
 from jobs import analyze_ab, extract_interactions, stage_events
 
 DAY = 86_400_000

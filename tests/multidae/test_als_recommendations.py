@@ -44,7 +44,7 @@ def test_the_job_writes_a_version_botify_serves_as_its_als_set(spark, als_root):
     from botify.settings import load_settings
     from common.storage import FsspecStorage, join, read_pointer
     from jobs import train_als
-    from tests.botify.warehouse import catalog_rows, write_catalog
+    from testkit.artifacts import catalog_rows, write_catalog
     from tests.multidae.conftest import tiny_config
 
     manifest = train_als.run(spark, tiny_config(als_root, "als.rank=8", "als.max_iter=8"))

@@ -1,4 +1,4 @@
-"""Run records (common/run_record.py through jobs/launch.py): the counts a job records are the counts of what it
+"""Run records (common/run_record.py through launcher/launch.py): the counts a job records are the counts of what it
 wrote, counted here independently; a failed job leaves a failed record with its error (real Spark, real files)."""
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from common import run_record
-from jobs import launch
+from launcher import launch
 
 pytestmark = pytest.mark.slow  # each test runs whole jobs
 
@@ -161,11 +161,11 @@ def history_server_apps(events_dir: Path) -> list:
 
 def test_a_code_zip_stamped_at_submit_names_the_commit_without_git(tmp_path):
     """A cluster node has no .git: the commit comes from common/build_info.py in the code zip."""
-    from jobs.submit import build_code_zip
+    from launcher.submit import build_code_zip
 
     code = build_code_zip(tmp_path / "code.zip")
     with zipfile.ZipFile(code, "a") as zf:
-        if "common/build_info.py" not in zf.namelist():  # jobs/submit.py stamps it once the hook is in
+        if "common/build_info.py" not in zf.namelist():  # launcher/submit.py stamps it once the hook is in
             zf.writestr("common/build_info.py", run_record.build_info_source())
     probe = "import json, common.run_record as r; print(json.dumps([r.__file__, r.build_info()]))"
     out = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(code)!r}); {probe}"],

@@ -17,9 +17,8 @@ def probes(text):
 def test_cluster_check_runs_in_the_shipped_environment_in_cluster_mode(yarn):
     root = yarn.new_root("check")
     done = yarn.submit("cluster_check", "--tasks", "2", root=root)
-    assert done.returncode == 0 and done.app_id, done.explain(yarn)
     # The ResourceManager, not the job, says how it ended.
-    assert yarn.final_status(done.app_id) == ("FINISHED", "SUCCEEDED")
+    yarn.assert_succeeded(done)
     seen = probes(yarn.driver_stdout(done.app_id))
     assert seen, done.explain(yarn)
     # The executors ran the packed environment unpacked by YARN, and the code from the --py-files zip.
@@ -32,7 +31,6 @@ def test_cluster_check_runs_in_the_shipped_environment_in_cluster_mode(yarn):
 
 def test_cluster_check_in_client_mode_prints_on_this_host(yarn):
     done = yarn.submit("cluster_check", "--tasks", "2", root=yarn.new_root("check"), deploy_mode="client")
-    assert done.returncode == 0 and done.app_id, done.explain(yarn)
-    assert yarn.final_status(done.app_id) == ("FINISHED", "SUCCEEDED")
+    yarn.assert_succeeded(done)
     seen = probes(done.stdout)
     assert seen and all(p["executable"].endswith("environment/bin/python") for p in seen)

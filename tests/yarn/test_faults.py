@@ -18,19 +18,13 @@ from pathlib import Path
 import pytest
 
 from common.storage import FsspecStorage, join
-from tests.yarn_cluster import simulated_logs, upload
+from tests.yarn.harness import (descendants_running, kill_an_executor_when, local_job, running_a_task,
+                                simulated_logs, submit_in_background, upload)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 REPO = Path(__file__).resolve().parents[2]
 fs = FsspecStorage()
-
-
-def local_job(yarn, root, job, *args):
-    """Preparation on this host's Spark, writing to HDFS (faster than a YARN round trip; not under test)."""
-    done = subprocess.run([str(REPO / "spark-submit.sh"), job, "--set", f"storage.root={root}", *args],
-                          capture_output=True, text=True, timeout=900, env=yarn.env(), stdin=subprocess.DEVNULL)
-    assert done.returncode == 0, done.stderr[-4000:]
 
 
 @pytest.fixture(scope="module")
@@ -74,69 +68,6 @@ class PartialWatcher:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
-
-
-def executor_pids(app_id):
-    """PIDs of the executor JVMs YARN started for ``app_id`` (container 1 is the application master)."""
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if "YarnCoarseGrainedExecutorBackend" in cmdline and app_id in cmdline and "java" in cmdline.split()[0]:
-            found.append(int(pid))
-    return found
-
-
-def running_a_task(pid):
-    """Whether the executor JVM ``pid`` has started a task (its container's stderr says so)."""
-    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
-    log_dir = [a.split("=", 1)[1] for a in cmdline if a.startswith("-Dspark.yarn.app.container.log.dir=")]
-    stderr = Path(log_dir[0]) / "stderr" if log_dir else None
-    return bool(stderr and stderr.exists() and "Running task" in stderr.read_text(errors="replace"))
-
-
-def descendants_running(pid, text):
-    """Whether a process under ``pid`` has ``text`` in its command line (torchrun's ranks, say)."""
-    out = subprocess.run(["ps", "-eo", "pid,ppid,args"], capture_output=True, text=True).stdout.splitlines()[1:]
-    children = {}
-    for line in out:
-        p, pp, args = line.split(None, 2)
-        children.setdefault(int(pp), []).append((int(p), args))
-    todo = [pid]
-    while todo:
-        for child, args in children.get(todo.pop(), []):
-            if text in args:
-                return True
-            todo.append(child)
-    return False
-
-
-def kill_an_executor_when(yarn, name, ready, timeout=600):
-    """Once application ``name`` runs and ``ready(executor_pid)`` holds, SIGKILL that executor's JVM."""
-    app_id = yarn.wait_running(name, timeout)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for pid in executor_pids(app_id):
-            try:
-                chosen = ready(pid)
-            except OSError:  # it exited while we looked
-                continue
-            if chosen:
-                os.kill(pid, signal.SIGKILL)
-                return app_id, pid
-        time.sleep(0.2)
-    raise TimeoutError(f"no executor of {app_id} became ready to kill")
-
-
-def submit_in_background(yarn, job, root, *args):
-    result = {}
-    thread = threading.Thread(target=lambda: result.update(done=yarn.submit(job, *args, root=root)), daemon=True)
-    thread.start()
-    return thread, result
 
 
 def test_an_executor_killed_mid_extract_is_replaced_and_the_output_is_the_same(yarn, staged, spark):

@@ -1,12 +1,13 @@
 """An ML engineer moves the pipeline onto their Hadoop cluster: every job on YARN, storage on HDFS.
 
-The story, in order (each test needs the ones before it): botify's logs and the
-world go up to HDFS; stage_events and extract_interactions run on YARN and give
-exactly what the same jobs give locally on the same files; train_multidae runs
-TorchDistributor's barrier stage on YARN executors reading petastorm's cache
-on HDFS; infer_recommendations, train_als, evaluate_offline, tune_multidae and
-analyze_ab follow; botify serves the lists straight from HDFS. Every
-application is judged by the ResourceManager's REST API.
+The story: botify's logs and the world go up to HDFS; stage_events and
+extract_interactions run on YARN and give exactly what the same jobs give
+locally on the same files; train_multidae runs TorchDistributor's barrier stage
+on YARN executors reading petastorm's cache on HDFS; infer_recommendations,
+train_als, evaluate_offline, tune_multidae and analyze_ab follow; botify serves
+the lists straight from HDFS. Every application is judged by the
+ResourceManager's REST API. Each step's inputs are a module fixture that runs
+the steps before it once, so any test passes when run alone.
 """
 import json
 import subprocess
@@ -16,7 +17,7 @@ import pytest
 
 from common.storage import FsspecStorage, join
 from tests.multidae.conftest import TINY
-from tests.yarn_cluster import simulated_logs, upload
+from tests.yarn.harness import simulated_logs, upload
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -35,10 +36,7 @@ class Story:
         self.local = "file://" + str(workdir / "local-root")
 
     def submit(self, job, *args, **kw):
-        done = self.yarn.submit(job, *args, root=self.hdfs, **kw)
-        assert done.returncode == 0 and done.app_id, done.explain(self.yarn)
-        assert self.yarn.final_status(done.app_id) == ("FINISHED", "SUCCEEDED"), done.explain(self.yarn)
-        return done
+        return self.yarn.assert_succeeded(self.yarn.submit(job, *args, root=self.hdfs, **kw))
 
     def local_job(self, job, *args):
         done = subprocess.run([str(REPO / "spark-submit.sh"), job, "--set", f"storage.root={self.local}", *args],
@@ -52,7 +50,43 @@ class Story:
 
 @pytest.fixture(scope="module")
 def story(yarn, tmp_path_factory):
-    return Story(yarn, simulated_logs(tmp_path_factory.mktemp("story"), seed=5, users=300, events=15000, files=2))
+    """The world and botify's logs, uploaded to an HDFS root and to a local one."""
+    story = Story(yarn, simulated_logs(tmp_path_factory.mktemp("story"), seed=5, users=300, events=15000, files=2))
+    upload(story.workdir, story.hdfs, yarn.env())
+    upload(story.workdir, story.local, yarn.env())
+    return story
+
+
+@pytest.fixture(scope="module")
+def extracted(story):
+    """Interactions run ``r1`` on HDFS, staged and extracted on YARN."""
+    story.submit("stage_events", "--run", "r1", "--input", "logs/train", "--dataset", "train")
+    story.submit("extract_interactions", "--run", "r1", "--input", "events/train")
+    return story
+
+
+@pytest.fixture(scope="module")
+def extracted_locally(story):
+    """The same two jobs on this host's Spark, into the local root: the reference."""
+    story.local_job("stage_events", "--run", "r1", "--input", "logs/train", "--dataset", "train")
+    story.local_job("extract_interactions", "--run", "r1", "--input", "events/train")
+    return story
+
+
+@pytest.fixture(scope="module")
+def trained(extracted):
+    """Model ``v1`` trained on YARN by two DDP ranks."""
+    extracted.submit("train_multidae", "--interactions", "r1", "--version", "v1", "--local-mode", "false",
+                     "--num-processes", "2", *TINY_SETS)
+    return extracted
+
+
+@pytest.fixture(scope="module")
+def published(trained):
+    """Recommendation lists ``v1`` (MultiDAE) and ``als1`` (ALS) on HDFS."""
+    trained.submit("infer_recommendations", "--model-version", "v1", "--version", "v1", *TINY_SETS)
+    trained.submit("train_als", "--interactions-run", "r1", "--version", "als1", *TINY_SETS)
+    return trained
 
 
 def table(spark, uri):
@@ -60,17 +94,12 @@ def table(spark, uri):
 
 
 def test_logs_and_world_go_up_to_hdfs_without_a_jvm(story):
-    upload(story.workdir, story.hdfs, story.yarn.env())
-    upload(story.workdir, story.local, story.yarn.env())
     shipped = [p for p in fs.list(join(story.hdfs, "logs", "train")) if not p.endswith("_SUCCESS")]
     assert len(shipped) == 2 and fs.exists(join(story.hdfs, "world", "tracks.jsonl"))
 
 
-def test_staging_and_extraction_on_yarn_equal_the_local_run(story, spark):
-    story.submit("stage_events", "--run", "r1", "--input", "logs/train", "--dataset", "train")
-    story.submit("extract_interactions", "--run", "r1", "--input", "events/train")
-    story.local_job("stage_events", "--run", "r1", "--input", "logs/train", "--dataset", "train")
-    story.local_job("extract_interactions", "--run", "r1", "--input", "events/train")
+def test_staging_and_extraction_on_yarn_equal_the_local_run(extracted, extracted_locally, spark):
+    story = extracted
     for part in ("interactions", "users", "tracks"):
         on_hdfs = table(spark, join(story.hdfs, "interactions", "r1", part))
         assert on_hdfs and on_hdfs == table(spark, join(story.local, "interactions", "r1", part))
@@ -81,9 +110,8 @@ def test_staging_and_extraction_on_yarn_equal_the_local_run(story, spark):
     assert record["status"] == "succeeded" and record["spark"]["master"] == "yarn"
 
 
-def test_training_runs_torchdistributor_on_yarn_executors(story):
-    story.submit("train_multidae", "--interactions", "r1", "--version", "v1", "--local-mode", "false",
-                 "--num-processes", "2", *TINY_SETS)
+def test_training_runs_torchdistributor_on_yarn_executors(trained):
+    story = trained
     metrics = json.loads(fs.read_text(join(story.hdfs, "models", "multidae", "v1", "metrics.json")))
     # Both DDP ranks were barrier tasks in YARN containers, on the shipped environment, reading petastorm's
     # cache on HDFS through hdfs-native.
@@ -94,9 +122,8 @@ def test_training_runs_torchdistributor_on_yarn_executors(story):
     assert 0 < metrics["test"]["ndcg@100"] <= 1
 
 
-def test_inference_and_the_baselines_on_yarn(story, spark):
-    story.submit("infer_recommendations", "--model-version", "v1", "--version", "v1", *TINY_SETS)
-    story.submit("train_als", "--interactions-run", "r1", "--version", "als1", *TINY_SETS)
+def test_inference_and_the_baselines_on_yarn(published, spark):
+    story = published
     users = spark.read.parquet(join(story.hdfs, "interactions", "r1", "users")).count()
     for version in ("v1", "als1"):
         manifest = json.loads(fs.read_text(join(story.hdfs, "recommendations", version, "_MANIFEST.json")))
@@ -109,24 +136,26 @@ def test_inference_and_the_baselines_on_yarn(story, spark):
     assert all(f"| {name} |" in table_md for name in ("TopPop", "ALS", "EASE", "MultiDAE"))
 
 
-def test_a_small_sweep_on_yarn(story):
+def test_a_small_sweep_on_yarn(extracted):
+    story = extracted
     story.submit("tune_multidae", "--run", "t1", "--trials", "2", *TINY_SETS)
     rows = json.loads(fs.read_text(join(story.hdfs, "tuning", "multidae", "t1", "trials.json")))["trials"]
     assert len(rows) == 2 and all(0 < r["val ndcg@100"] <= 1 for r in rows)
 
 
-def test_ab_analysis_on_yarn_equals_the_local_one(story):
+def test_ab_analysis_on_yarn_equals_the_local_one(extracted, extracted_locally):
+    story = extracted
     story.submit("analyze_ab", "--experiment", "AB", "--control", "C", "--input", "events/train", "--run", "r1")
     story.local_job("analyze_ab", "--experiment", "AB", "--control", "C", "--input", "events/train", "--run", "r1")
     on_hdfs = fs.read_text(join(story.hdfs, "ab", "AB", "r1", "report.md"))
     assert "| T" in on_hdfs and on_hdfs == fs.read_text(join(story.local, "ab", "AB", "r1", "report.md"))
 
 
-def test_botify_serves_the_lists_straight_from_hdfs(story, tmp_path):
+def test_botify_serves_the_lists_straight_from_hdfs(published, tmp_path):
+    story = published
     import requests
 
-    from tests.botify.conftest import TOKEN
-    from tests.botify.served import botify_serve
+    from testkit.served import TOKEN, botify_serve
 
     # botify reads the catalog and fetches the version from HDFS with hdfs-native: no JVM in the service.
     with botify_serve(story.hdfs, tmp_path) as (base, _):
@@ -138,11 +167,11 @@ def test_botify_serves_the_lists_straight_from_hdfs(story, tmp_path):
         assert 'version="v1"' in served
 
 
-def test_the_namenode_goes_away_during_a_reload_and_the_served_version_keeps_serving(story, tmp_path):
+def test_the_namenode_goes_away_during_a_reload_and_the_served_version_keeps_serving(published, tmp_path):
+    story = published
     import requests
 
-    from tests.botify.conftest import TOKEN
-    from tests.botify.served import botify_serve
+    from testkit.served import TOKEN, botify_serve
 
     admin = {"Authorization": f"Bearer {TOKEN}"}
     track = json.loads(fs.read_text(join(story.hdfs, "recommendations", "v1", "top_tracks.json")))[0]

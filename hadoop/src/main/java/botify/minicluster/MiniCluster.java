@@ -20,9 +20,10 @@ import org.apache.hadoop.yarn.server.MiniYARNCluster;
 /**
  * HDFS and YARN on this host, in one JVM, until stdin closes or the process gets SIGTERM.
  *
- * <p>Usage: {@code MiniCluster <dir> [nodemanager-memory-mb] [nodemanager-vcores]}. Writes the client
+ * <p>Usage: {@code MiniCluster <dir> [yarn-overlay.properties]}: the YARN settings, as Spark's suite passes
+ * its {@code newYarnConfig()} plus {@code extraConf}, come from the caller. Writes the client
  * configuration to {@code <dir>/conf} (core-site.xml, hdfs-site.xml, yarn-site.xml: a HADOOP_CONF_DIR),
- * then {@code <dir>/cluster.json} last, so its presence means "ready". Every server binds to 127.0.0.1.
+ * then {@code <dir>/cluster.json} last, so its presence means "ready" (the one readiness signal). Every server binds to 127.0.0.1.
  */
 public final class MiniCluster {
 
@@ -41,12 +42,16 @@ public final class MiniCluster {
 
     private static void run(String[] args) throws Exception {
         if (args.length < 1) {
-            System.err.println("usage: MiniCluster <dir> [nodemanager-memory-mb] [nodemanager-vcores]");
+            System.err.println("usage: MiniCluster <dir> [yarn-overlay.properties]");
             System.exit(2);
         }
         File dir = new File(args[0]).getAbsoluteFile();
-        int nmMemoryMb = args.length > 1 ? Integer.parseInt(args[1]) : 8192;
-        int nmVcores = args.length > 2 ? Integer.parseInt(args[2]) : 4;
+        java.util.Properties overlay = new java.util.Properties();
+        if (args.length > 1) {
+            try (java.io.Reader in = Files.newBufferedReader(Path.of(args[1]), StandardCharsets.UTF_8)) {
+                overlay.load(in);
+            }
+        }
         File confDir = new File(dir, "conf");
         if (!confDir.mkdirs() && !confDir.isDirectory()) {
             throw new IOException("cannot create " + confDir);
@@ -72,32 +77,10 @@ public final class MiniCluster {
 
         YarnConfiguration yarnConf = new YarnConfiguration();
         yarnConf.set("fs.defaultFS", defaultFs);
-        yarnConf.set(YarnConfiguration.RM_HOSTNAME, "127.0.0.1");
-        yarnConf.set(YarnConfiguration.NM_ADDRESS, "127.0.0.1:0");
-        yarnConf.set(YarnConfiguration.NM_LOCALIZER_ADDRESS, "127.0.0.1:0");
-        yarnConf.set(YarnConfiguration.NM_WEBAPP_ADDRESS, "127.0.0.1:0");
-        // One queue with the whole cluster, as Spark's own YARN suite configures it.
-        yarnConf.set("yarn.scheduler.capacity.root.queues", "default");
-        yarnConf.setInt("yarn.scheduler.capacity.root.default.capacity", 100);
-        yarnConf.setInt("yarn.scheduler.capacity.root.default.maximum-capacity", 100);
-        yarnConf.setFloat("yarn.scheduler.capacity.root.default.user-limit-factor", 1);
-        yarnConf.set("yarn.scheduler.capacity.root.default.state", "RUNNING");
-        yarnConf.set("yarn.scheduler.capacity.root.default.acl_submit_applications", "*");
-        yarnConf.set("yarn.scheduler.capacity.root.default.acl_administer_queue", "*");
-        yarnConf.setInt("yarn.scheduler.capacity.node-locality-delay", -1);
-        // A developer's disk is often fuller than a datanode's; do not mark the only node unhealthy.
-        yarnConf.setFloat("yarn.nodemanager.disk-health-checker.max-disk-utilization-per-disk-percentage", 100.0f);
-        // Python workers and torch map far more virtual memory than they use: YARN's checks would kill them.
-        yarnConf.setBoolean(YarnConfiguration.NM_VMEM_CHECK_ENABLED, false);
-        yarnConf.setBoolean(YarnConfiguration.NM_PMEM_CHECK_ENABLED, false);
-        yarnConf.setInt(YarnConfiguration.NM_PMEM_MB, nmMemoryMb);
-        yarnConf.setInt(YarnConfiguration.NM_VCORES, nmVcores);
-        yarnConf.setInt(YarnConfiguration.RM_SCHEDULER_MINIMUM_ALLOCATION_MB, 256);
-        yarnConf.setInt(YarnConfiguration.RM_SCHEDULER_MAXIMUM_ALLOCATION_MB, nmMemoryMb);
-        yarnConf.setInt(YarnConfiguration.RM_SCHEDULER_MAXIMUM_ALLOCATION_VCORES, nmVcores);
-        // Keep finished containers' logs where `yarn logs`-less users can read them: the NM's log dirs.
-        yarnConf.setBoolean(YarnConfiguration.LOG_AGGREGATION_ENABLED, false);
-        yarnConf.setInt(YarnConfiguration.DEBUG_NM_DELETE_DELAY_SEC, 600);
+        // Every YARN setting comes from the caller (pipeline/minicluster.py's YARN_CONF + its extra_conf).
+        for (java.util.Map.Entry<Object, Object> entry : overlay.entrySet()) {
+            yarnConf.set(entry.getKey().toString(), entry.getValue().toString());
+        }
 
         // The ResourceManager alone here; its NodeManager runs in a JVM of its own (startNodeManager): web apps
         // in one JVM share Guice's static filter, and the last one started would answer the RM's REST API.
@@ -157,8 +140,6 @@ public final class MiniCluster {
         Path tmp = dir.toPath().resolve("cluster.json.tmp");
         Files.writeString(tmp, json, StandardCharsets.UTF_8);
         Files.move(tmp, ready, StandardCopyOption.ATOMIC_MOVE);
-        System.out.println("READY " + json.trim());
-        System.out.flush();
 
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
             nodeManager.destroy();

@@ -1,16 +1,23 @@
-"""The real single-host Hadoop the YARN + HDFS tests share: start, config, submit, wait, stop.
+"""The Hadoop test harness, in one home (read beside Apache Spark's ``BaseYarnClusterSuite``).
 
-One mini cluster per test session (Hadoop's own NameNode, DataNode,
-ResourceManager and NodeManager, from ``pipeline.minicluster``). Tests submit
-jobs exactly as a user does (``./spark-submit.sh <job> --master yarn``) and
-judge an application by what the ResourceManager's REST API says about it,
-never by the job's own output.
+``YarnCluster`` owns the real single-host Hadoop the tests share (Hadoop's own
+NameNode, DataNode, ResourceManager and NodeManager, from
+``pipeline.minicluster``): start, config, submit, wait, stop. Tests submit jobs
+exactly as a user does (``./spark-submit.sh <job> --master yarn``) and judge an
+application by what the ResourceManager's REST API says about it
+(``assert_succeeded``), never by the job's own output; a failure carries the
+driver's and the NodeManager's logs. Below it: the ``/proc`` helpers the fault
+tests use to find and kill an executor, and the builders of a test's inputs.
 """
 from __future__ import annotations
 
 import os
 import re
+import shutil
+import signal
 import subprocess
+import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -19,7 +26,7 @@ from typing import Dict, List, Optional, Sequence
 
 from pipeline.minicluster import MiniCluster
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 APP_ID = re.compile(r"Submitted application (application_\d+_\d+)")
 
 
@@ -31,8 +38,11 @@ class Submission:
     stderr: str
 
     def explain(self, cluster: "YarnCluster") -> str:
-        return (f"exit {self.returncode}, app {self.app_id}\n--- stderr\n{self.stderr[-6000:]}\n"
-                f"--- containers\n{cluster.container_logs(self.app_id)[-6000:] if self.app_id else ''}")
+        """What a reader of a failed test needs: the exit, spark-submit's stderr, the containers' logs (the
+        driver's first, in cluster mode) and the NodeManager's log."""
+        return (f"exit {self.returncode}, app {self.app_id}\n--- spark-submit stderr\n{self.stderr[-6000:]}\n"
+                f"--- containers\n{cluster.container_logs(self.app_id)[-6000:] if self.app_id else ''}\n"
+                f"--- nodemanager.log\n{cluster.cluster.log_tail(3000, 'nodemanager.log')}")
 
 
 class YarnCluster:
@@ -40,10 +50,18 @@ class YarnCluster:
         self.cluster = cluster
 
     @classmethod
-    def start(cls) -> "YarnCluster":
-        return cls(MiniCluster(nm_memory_mb=8192, nm_vcores=4).start())
+    def start(cls, **extra_conf: str) -> "YarnCluster":
+        return cls(MiniCluster(nm_memory_mb=8192, nm_vcores=4, extra_conf=extra_conf).start())
 
-    def stop(self) -> None:
+    def stop(self, keep_logs_in: Optional[Path] = None) -> None:
+        """Stop the cluster; with ``keep_logs_in`` (a failed run) its logs and ``nm-logs/`` are copied there
+        first, since stopping deletes the cluster's folder."""
+        if keep_logs_in is not None:
+            for name in ("minicluster.log", "nodemanager.log"):
+                if (self.cluster.dir / name).exists():
+                    shutil.copy2(self.cluster.dir / name, keep_logs_in / name)
+            if (self.cluster.dir / "nm-logs").is_dir():
+                shutil.copytree(self.cluster.dir / "nm-logs", keep_logs_in / "nm-logs", dirs_exist_ok=True)
         self.cluster.stop()
 
     # -- configuration ----------------------------------------------------------------------------
@@ -69,6 +87,12 @@ class YarnCluster:
         found = APP_ID.search(done.stderr)
         return Submission(done.returncode, found.group(1) if found else self.newest(f"botify-{job}", started_ms),
                           done.stdout, done.stderr)
+
+    def assert_succeeded(self, done: Submission) -> Submission:
+        """spark-submit exited 0 and the ResourceManager says FINISHED/SUCCEEDED; else fail with the logs."""
+        assert done.returncode == 0 and done.app_id, done.explain(self)
+        assert self.final_status(done.app_id) == ("FINISHED", "SUCCEEDED"), done.explain(self)
+        return done
 
     def newest(self, name: str, since_ms: float) -> Optional[str]:
         """The id of the last application called ``name`` submitted after ``since_ms`` (client mode does not
@@ -123,8 +147,6 @@ class YarnCluster:
 
 def simulated_logs(workdir: Path, seed: int, users: int, events: int, files: int) -> Path:
     """A world and botify's event logs for it (``sim generate`` + ``sim bulk``) under ``workdir``."""
-    import sys
-
     py = [sys.executable, "-m", "sim"]
     subprocess.run([*py, "generate", "--seed", str(seed), "--tracks", "1500", "--users", str(users),
                     "--out", str(workdir / "world")], check=True, capture_output=True)
@@ -136,8 +158,6 @@ def simulated_logs(workdir: Path, seed: int, users: int, events: int, files: int
 
 def upload(workdir: Path, root: str, env: Dict[str, str]) -> None:
     """The world's files and botify's logs (``botify-upload train``) to a storage root, as a user ships them."""
-    import sys
-
     from common.storage import FsspecStorage, join
 
     storage = FsspecStorage()
@@ -148,3 +168,74 @@ def upload(workdir: Path, root: str, env: Dict[str, str]) -> None:
                           capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr
 
+
+
+def local_job(yarn, root, job, *args):
+    """Preparation on this host's Spark, writing to HDFS (faster than a YARN round trip; not under test)."""
+    done = subprocess.run([str(REPO / "spark-submit.sh"), job, "--set", f"storage.root={root}", *args],
+                          capture_output=True, text=True, timeout=900, env=yarn.env(), stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr[-4000:]
+
+
+# -- /proc: finding and killing what YARN started ---------------------------------------------------
+def executor_pids(app_id):
+    """PIDs of the executor JVMs YARN started for ``app_id`` (container 1 is the application master)."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "YarnCoarseGrainedExecutorBackend" in cmdline and app_id in cmdline and "java" in cmdline.split()[0]:
+            found.append(int(pid))
+    return found
+
+
+def running_a_task(pid):
+    """Whether the executor JVM ``pid`` has started a task (its container's stderr says so)."""
+    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    log_dir = [a.split("=", 1)[1] for a in cmdline if a.startswith("-Dspark.yarn.app.container.log.dir=")]
+    stderr = Path(log_dir[0]) / "stderr" if log_dir else None
+    return bool(stderr and stderr.exists() and "Running task" in stderr.read_text(errors="replace"))
+
+
+def descendants_running(pid, text):
+    """Whether a process under ``pid`` has ``text`` in its command line (torchrun's ranks, say)."""
+    out = subprocess.run(["ps", "-eo", "pid,ppid,args"], capture_output=True, text=True).stdout.splitlines()[1:]
+    children = {}
+    for line in out:
+        p, pp, args = line.split(None, 2)
+        children.setdefault(int(pp), []).append((int(p), args))
+    todo = [pid]
+    while todo:
+        for child, args in children.get(todo.pop(), []):
+            if text in args:
+                return True
+            todo.append(child)
+    return False
+
+
+def kill_an_executor_when(yarn, name, ready, timeout=600):
+    """Once application ``name`` runs and ``ready(executor_pid)`` holds, SIGKILL that executor's JVM."""
+    app_id = yarn.wait_running(name, timeout)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for pid in executor_pids(app_id):
+            try:
+                chosen = ready(pid)
+            except OSError:  # it exited while we looked
+                continue
+            if chosen:
+                os.kill(pid, signal.SIGKILL)
+                return app_id, pid
+        time.sleep(0.2)
+    raise TimeoutError(f"no executor of {app_id} became ready to kill")
+
+
+def submit_in_background(yarn, job, root, *args):
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(done=yarn.submit(job, *args, root=root)), daemon=True)
+    thread.start()
+    return thread, result

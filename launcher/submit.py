@@ -1,7 +1,6 @@
 """Render and run the spark-submit command for a job (behind ``spark-submit.sh``).
 
-It lives beside the jobs it submits (it reads their registry), so ``common/``
-imports nothing above it.
+It reads the jobs' registry, so it sits above ``jobs/``.
 
 Local masters run the job with this virtualenv's Python. Cluster masters
 (``spark://``, ``yarn``) get everything shipped: the project code as a zip
@@ -31,14 +30,14 @@ from common.hadoop_conf import HadoopConfError
 from common.run_record import build_info_source
 from common.spark import load_profile
 from jobs import JOBS
-from jobs.cluster_cache import CacheError, publish_once, spark_jars_archive
+from launcher.cluster_cache import CacheError, publish_once, spark_jars_archive
 
 log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parent.parent
 BUILD = REPO / "build"
-CODE_PACKAGES = ("common", "jobs", "botify", "sim", "pipeline")
-LAUNCHER = REPO / "jobs" / "launch.py"
+CODE_PACKAGES = ("common", "jobs", "launcher", "botify", "sim", "pipeline")
+LAUNCHER = REPO / "launcher" / "launch.py"
 # Executors get pyspark from the cluster's Spark installation; its jars are dead weight in the pack.
 # The editable-install hook points at this checkout, which a cluster node does not have.
 PACK_EXCLUDES = ("lib/python3.11/site-packages/pyspark/jars/*", "lib/python3.11/site-packages/__editable__*")
@@ -66,7 +65,7 @@ def check_java() -> None:
         raise SubmitError("Java not found: Spark needs Java 17 on PATH (or JAVA_HOME set)")
 
 
-# Where Spark's jars are: the cluster profiles ship them from here (once, see jobs/cluster_cache.py).
+# Where Spark's jars are: the cluster profiles ship them from here (once, see launcher/cluster_cache.py).
 SPARK_HOME = Path(os.environ.get("SPARK_HOME") or Path(importlib.util.find_spec("pyspark").origin).parent)
 
 
@@ -210,7 +209,7 @@ def print_help(job: str) -> int:
     """The wrapper's options, then the job's own (its parser, in this process: no JVM is started)."""
     _parser().print_help()
     print(f"\n{job} options (after the job name):", flush=True)
-    from jobs import launch
+    from launcher import launch
 
     try:
         launch.run([job, "--help"])

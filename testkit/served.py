@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -12,10 +11,11 @@ from pathlib import Path
 
 import requests
 
+from common.process_group import stop_group
 from common.redis_server import free_port
-from tests.botify.conftest import TOKEN
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
+TOKEN = "test-admin-token"  # the admin token every test's botify is configured with
 
 
 def serve_env(storage_root: str, experiments: str = "AB,BASELINE") -> dict:
@@ -44,14 +44,14 @@ def botify_serve(storage_root: str, workdir: Path, *args: str):
     port = free_port()
     with open(workdir / "serve.log", "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "botify", "serve", "--port", str(port), *args],
-                                cwd=workdir, env=serve_env(storage_root), stdout=out, stderr=subprocess.STDOUT)
+                                cwd=workdir, env=serve_env(storage_root), stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(base, proc)
         yield base, proc
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
+        stop_group(proc, timeout=60)
 
 
 # What a slow or stalled client leaves on a connection: nothing, part of a request line, headers without their end.

@@ -13,7 +13,7 @@ import sys
 def run(argv):
     from common import run_record
     from common.config import ConfigError
-    from common.event_log import TooManyMalformed
+    from common.event_log_reader import TooManyMalformed
     from jobs import JOBS
 
     if not argv or argv[0] not in JOBS:
