@@ -26,7 +26,7 @@ import dataclasses
 import json
 import logging
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple, Union
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -56,9 +56,10 @@ _DAY_MS = 86_400_000
 _PRESENCE = T.StructType([T.StructField(f, T.StringType()) for f in EVENT_FIELDS] + [T.StructField(_CORRUPT, T.StringType())])
 
 
-def read_lines(spark: SparkSession, uri: str) -> DataFrame:
-    """Raw lines of every file under ``uri`` (a file, a directory or a glob), with their source file."""
-    return spark.read.option("recursiveFileLookup", "false").text(uri).select(
+def read_lines(spark: SparkSession, uri: Union[str, Sequence[str]]) -> DataFrame:
+    """Raw lines of every file under ``uri`` (a file, a directory, a glob, or a list of files), with their source
+    file."""
+    return spark.read.option("recursiveFileLookup", "false").text(uri if isinstance(uri, str) else list(uri)).select(
         F.col("value").alias("line"), F.input_file_name().alias("source")
     )
 
@@ -177,6 +178,8 @@ class LoadedEvents:
     # Staged events read through a catalog: counts and quarantines their unknown tracks once the consumer knows
     # how many events came through (see settle).
     pending: Optional[Callable[[int], "LoadedEvents"]] = None
+    dates: Optional[Dict[str, int]] = None  # staged: the events _STAGED.json counts for each date read
+    windowed: bool = False                  # staged: only some dates were read
 
     @property
     def valid_lines(self) -> int:
@@ -201,8 +204,8 @@ class LoadedEvents:
         (self.cached if self.cached is not None else self.events).unpersist()
 
 
-def load_events(spark: SparkSession, storage: Storage, input_uri: str, quarantine_uri: str, max_error_ratio: float,
-                catalog_tracks: Optional[DataFrame] = None) -> LoadedEvents:
+def load_events(spark: SparkSession, storage: Storage, input_uri: Union[str, Sequence[str]], quarantine_uri: str,
+                max_error_ratio: float, catalog_tracks: Optional[DataFrame] = None) -> LoadedEvents:
     """Read, parse, check the error ratio, quarantine: the intake of every job that reads event logs.
 
     The ratio is checked before anything is written, so a failed check leaves
@@ -218,6 +221,8 @@ def load_events(spark: SparkSession, storage: Storage, input_uri: str, quarantin
                            F.when(rejected, F.col("source")).alias("source"), *EVENT_FIELDS).persist()
     total, reasons = count_reasons(parsed)
     malformed = {k: v for k, v in reasons.items() if k not in NOT_MALFORMED}
+    if not isinstance(input_uri, str):
+        input_uri = f"{len(input_uri)} files ({input_uri[0]}, ...)" if len(input_uri) > 1 else input_uri[0]
     log.info("read %d lines from %s, %d malformed, %s", total, input_uri, sum(malformed.values()),
              {k: v for k, v in reasons.items() if k in NOT_MALFORMED} or "no unusable events")
     try:
@@ -243,14 +248,30 @@ def read_staged_manifest(storage: Storage, uri: str) -> dict:
     return json.loads(storage.read_text(join(uri, STAGED_MANIFEST)))
 
 
-def read_staged(spark: SparkSession, uri: str) -> DataFrame:
-    return spark.read.schema(STAGED_SCHEMA).parquet(uri).select(*EVENT_FIELDS)
+def read_staged(spark: SparkSession, uri: str, dates: Optional[Sequence[str]] = None) -> DataFrame:
+    """The staged events, of ``dates`` only when given: a filter on the partition column, so Spark lists and
+    reads those dates' directories alone."""
+    events = spark.read.schema(STAGED_SCHEMA).parquet(uri)
+    if dates is not None:
+        events = events.where(F.col("date").isin(list(dates)))
+    return events.select(*EVENT_FIELDS)
 
 
-def load_staged(spark: SparkSession, storage: Storage, uri: str) -> LoadedEvents:
-    """Staged events (already valid and deduplicated) with the counts staging recorded."""
+Window = Tuple[Optional[str], Optional[str]]  # first and last UTC date (YYYY-MM-DD), inclusive; None: open
+
+
+def in_window(date: str, window: Optional[Window]) -> bool:
+    first, last = window or (None, None)
+    return (first is None or date >= first) and (last is None or date <= last)
+
+
+def load_staged(spark: SparkSession, storage: Storage, uri: str, window: Optional[Window] = None) -> LoadedEvents:
+    """Staged events (already valid and deduplicated) with the counts staging recorded; with ``window``, the
+    dates inside it only (their events and duplicates; malformed lines are counted for the whole dataset,
+    since a line that did not parse has no date)."""
     manifest = read_staged_manifest(storage, uri)
-    dates, runs = manifest["dates"], manifest["runs"]
+    dates = {d: info for d, info in manifest["dates"].items() if in_window(d, window)}
+    runs = manifest["runs"]
     malformed: Dict[str, int] = {}
     for info in runs.values():
         for reason, n in info["malformed"].items():
@@ -260,9 +281,11 @@ def load_staged(spark: SparkSession, storage: Storage, uri: str) -> LoadedEvents
     quarantines = sorted(info["quarantine"] for info in runs.values() if info.get("quarantine"))
     log.info("staged events %s: %d events of %d dates, %d malformed lines at staging", uri, staged, len(dates),
              sum(malformed.values()))
-    return LoadedEvents(events=read_staged(spark, uri), lines=staged + duplicates + sum(malformed.values()),
+    return LoadedEvents(events=read_staged(spark, uri, sorted(dates) if window else None),
+                        lines=staged + duplicates + sum(malformed.values()),
                         malformed=malformed, unknown_tracks=0, quarantine=", ".join(quarantines) or None,
-                        duplicates=duplicates)
+                        duplicates=duplicates, dates={d: int(info["events"]) for d, info in dates.items()},
+                        windowed=window is not None)
 
 
 def known_tracks_only(events: DataFrame, catalog_tracks: DataFrame) -> DataFrame:
@@ -271,7 +294,8 @@ def known_tracks_only(events: DataFrame, catalog_tracks: DataFrame) -> DataFrame
 
 
 def load(spark: SparkSession, storage: Storage, uri: str, quarantine_uri: str, max_error_ratio: float,
-         catalog_tracks: Optional[DataFrame] = None, dedupe: bool = True) -> LoadedEvents:
+         catalog_tracks: Optional[DataFrame] = None, dedupe: bool = True,
+         window: Optional[Window] = None) -> LoadedEvents:
     """The one intake of the jobs that read events: staged events when ``uri`` is a staged dataset, else the
     raw logs through :func:`load_events`; either way valid events, exact copies dropped (``dedupe``; staging
     always drops them) and counted alike, so no job asks which form it was given.
@@ -283,9 +307,17 @@ def load(spark: SparkSession, storage: Storage, uri: str, quarantine_uri: str, m
     the job's run, not to staging; the consumer then calls
     :meth:`LoadedEvents.settle` with what came through, so no pass is spent on a
     catalog that knows every track.
+
+    With ``window`` only the events of those UTC dates: staged events read
+    those dates' partitions alone; raw logs are read whole and filtered.
     """
     if not is_staged(storage, uri):
         loaded = load_events(spark, storage, uri, quarantine_uri, max_error_ratio, catalog_tracks)
+        if window is not None:
+            first, last = window
+            dated = event_date()
+            keep = (dated >= first if first else F.lit(True)) & (dated <= last if last else F.lit(True))
+            loaded = dataclasses.replace(loaded, events=loaded.events.where(keep))
         if not dedupe:
             return loaded
         unknown = loaded.unknown_tracks
@@ -293,7 +325,7 @@ def load(spark: SparkSession, storage: Storage, uri: str, quarantine_uri: str, m
             unknown = drop_duplicate_events(loaded.cached.where(F.col("reason").isin(*NOT_MALFORMED))
                                             .select(*EVENT_FIELDS)).count()
         return dataclasses.replace(loaded, events=drop_duplicate_events(loaded.events), unknown_tracks=unknown)
-    loaded = load_staged(spark, storage, uri)
+    loaded = load_staged(spark, storage, uri, window)
     if catalog_tracks is None:
         return loaded
     filtered = dataclasses.replace(loaded, events=known_tracks_only(loaded.events, catalog_tracks))
@@ -311,7 +343,8 @@ def set_aside_unknown_staged(storage: Storage, loaded: LoadedEvents, came_throug
     staged = loaded.valid_lines - loaded.duplicates
     if came_through == staged:
         return loaded
-    events = read_staged(loaded.events.sparkSession, uri)
+    read_dates = sorted(loaded.dates) if loaded.windowed else None
+    events = read_staged(loaded.events.sparkSession, uri, read_dates)
     marked = mark_unknown_tracks(events.withColumn("reason", F.lit(None).cast("string")), catalog_tracks)
     with atomic_output(storage, quarantine_uri) as tmp:
         marked.where(F.col("reason").isNotNull()) \
@@ -320,7 +353,11 @@ def set_aside_unknown_staged(storage: Storage, loaded: LoadedEvents, came_throug
         unknown = events.sparkSession.read.schema("reason string").json(join(tmp, "lines")).count()
     log.warning("quarantined %d events of unknown tracks -> %s", unknown, quarantine_uri)
     if came_through + unknown != staged:
+        held = {r["date"]: r["count"] for r in events.groupBy(event_date().alias("date")).count().collect()}
+        wrong = [f"{d}: {n} counted, {held.get(d, 0)} held" for d, n in sorted((loaded.dates or {}).items())
+                 if held.get(d, 0) != n]
         raise RuntimeError(f"{uri}: {STAGED_MANIFEST} counts {staged} events, the dataset holds "
-                           f"{came_through} of known tracks and {unknown} of unknown ones")
+                           f"{came_through} of known tracks and {unknown} of unknown ones"
+                           + (f" (per date: {'; '.join(wrong)})" if wrong else ""))
     quarantine = ", ".join(q for q in (loaded.quarantine, quarantine_uri) if q)
     return dataclasses.replace(loaded, unknown_tracks=unknown, quarantine=quarantine)

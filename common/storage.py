@@ -12,6 +12,7 @@ place; a re-run replaces the previous output instead of appending to it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import posixpath
@@ -56,6 +57,17 @@ def _normalize(uri: str) -> str:
     return uri
 
 
+@dataclasses.dataclass(frozen=True)
+class FileStatus:
+    uri: str
+    size: int
+    mtime_ms: int
+
+
+def _visible(uri: str) -> bool:
+    return not uri.rstrip("/").rsplit("/", 1)[-1].startswith(("_", "."))
+
+
 class Storage:
     """The operations jobs and services need; implemented by both back ends."""
 
@@ -73,6 +85,11 @@ class Storage:
 
     def list(self, uri: str) -> List[str]:
         """Child URIs of a directory, sorted."""
+        raise NotImplementedError
+
+    def list_files(self, uri: str) -> List[FileStatus]:
+        """The files directly under a directory (or the file itself), as its listing states them; names that
+        Hadoop and Spark treat as hidden (leading ``_`` or ``.``) are left out."""
         raise NotImplementedError
 
     def write_bytes(self, uri: str, data: bytes) -> None:
@@ -132,6 +149,14 @@ class HadoopStorage(Storage):
         if not fs.exists(path):
             return []
         return sorted(_normalize(str(status.getPath().toString())) for status in fs.listStatus(path))
+
+    def list_files(self, uri: str) -> List[FileStatus]:
+        fs, path = self._fs(uri)
+        if not fs.exists(path):
+            return []
+        found = [FileStatus(_normalize(str(st.getPath().toString())), int(st.getLen()), int(st.getModificationTime()))
+                 for st in fs.listStatus(path) if st.isFile()]
+        return sorted((f for f in found if _visible(f.uri)), key=lambda f: f.uri)
 
     def write_bytes(self, uri: str, data: bytes) -> None:
         fs, path = self._fs(uri)
@@ -196,6 +221,20 @@ class FsspecStorage(Storage):
         if not fs.exists(path):
             return []
         return sorted(fs.unstrip_protocol(p) for p in fs.ls(path, detail=False))
+
+    def list_files(self, uri: str) -> List[FileStatus]:
+        fs, path = self._fs(uri)
+        if not fs.exists(path):
+            return []
+        entries = [fs.info(path)] if fs.isfile(path) else fs.ls(path, detail=True)
+        found = []
+        for entry in entries:
+            if entry["type"] != "file":
+                continue
+            # file:// states mtime in seconds, hdfs-native modification_time in milliseconds
+            mtime_ms = entry.get("modification_time") or int(float(entry.get("mtime", 0)) * 1000)
+            found.append(FileStatus(fs.unstrip_protocol(entry["name"]), int(entry["size"]), int(mtime_ms)))
+        return sorted((f for f in found if _visible(f.uri)), key=lambda f: f.uri)
 
     def write_bytes(self, uri: str, data: bytes) -> None:
         fs, path = self._fs(uri)

@@ -15,11 +15,16 @@ the run and writes nothing. Exact duplicates (the rule in common.sessions)
 are dropped: a copy shares its timestamp, hence its date, so deduplicating
 the dates a run covers leaves none anywhere.
 
-Idempotent per date: a run replaces every date its input holds (each date's
-directory swapped in by rename, the previous one removed after) and leaves
-the other dates alone, so staging the same logs twice gives the same rows. A
-run replaces a date with what *its* input holds for that date: give it all
-of a day's logs (the daily run stages the whole upload directory).
+Incremental: ``_STAGED.json`` remembers every staged input file by name,
+size and modification time (``inputs``), so a run reads only the files of
+``--input`` it has not staged before, and re-writes only the dates those
+files touch, merged with the rows those dates already hold (exact duplicates
+dropped across old and new; each date's directory swapped in by rename, the
+previous one removed after). A late file for an old date lands in that date;
+untouched dates keep their files and the run that wrote them; staging the
+same logs twice reads nothing the second time. A staged file whose size has
+changed since is refused (``InputChanged``), never merged: completed log
+files do not change, so it means a re-upload over an old name.
 """
 from __future__ import annotations
 
@@ -27,7 +32,7 @@ import argparse
 import json
 import logging
 import uuid
-from typing import Dict, Sequence
+from typing import Dict, List, Mapping, Sequence
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -37,7 +42,7 @@ from common.config import load_config
 from common.manifest import now_iso
 from common.paths import resolve
 from common.spark import add_job_arguments, get_session
-from common.storage import HadoopStorage, Storage, join, sweep_leftovers
+from common.storage import FileStatus, HadoopStorage, Storage, join, sweep_leftovers
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +56,49 @@ def staged_rows(events: DataFrame) -> DataFrame:
     return deduplicated.withColumn("date", event_log_reader.event_date()).select(*event_log_reader.STAGED_SCHEMA.fieldNames())
 
 
-def merged_manifest(previous: dict, run_id: str, run_facts: dict, dates: Dict[str, dict]) -> dict:
-    """The dataset's manifest after this run replaced ``dates``; runs no longer serving a date are dropped."""
+class InputChanged(RuntimeError):
+    """A file already staged is listed with another size: refused rather than merged twice."""
+
+
+def new_inputs(listing: Sequence[FileStatus], staged: Mapping[str, dict]) -> List[FileStatus]:
+    """The listed files not staged before; raises :class:`InputChanged` for a staged file whose size changed.
+
+    Only the size decides: a copy that keeps the bytes but not the modification time (a re-upload, a restore)
+    is the same input.
+    """
+    changed = [f"{f.uri} (staged with {staged[f.uri]['size']} bytes by run {staged[f.uri]['run']}, now "
+               f"{f.size})" for f in listing if f.uri in staged and int(staged[f.uri]["size"]) != f.size]
+    if changed:
+        raise InputChanged(f"{len(changed)} staged input file(s) changed size since they were staged; a completed "
+                           f"log never changes, so nothing was merged (re-upload under a new name, or remove the "
+                           f"file's entry from _STAGED.json to re-stage its dates by hand): " + "; ".join(changed))
+    return [f for f in listing if f.uri not in staged]
+
+
+def merged_manifest(previous: dict, run_id: str, run_facts: dict, dates: Dict[str, dict],
+                    inputs: Sequence[FileStatus] = ()) -> dict:
+    """The dataset's manifest after this run re-wrote ``dates`` from ``inputs``; a run that neither serves a
+    date nor staged a remembered input is dropped (its counts belong to no rows any more)."""
     all_dates = {**previous.get("dates", {}), **{d: {**facts, "run": run_id} for d, facts in dates.items()}}
-    live = {info["run"] for info in all_dates.values()}
+    all_inputs = {**previous.get("inputs", {}),
+                  **{f.uri: {"size": f.size, "mtime_ms": f.mtime_ms, "run": run_id} for f in inputs}}
+    live = {info["run"] for info in all_dates.values()} | {info["run"] for info in all_inputs.values()}
     runs = {r: info for r, info in previous.get("runs", {}).items() if r in live and r != run_id}
     runs[run_id] = {**run_facts, "dates": sorted(dates)}
-    return {"job": "stage_events", "updated_at": now_iso(), "dates": dict(sorted(all_dates.items())), "runs": runs}
+    return {"job": "stage_events", "updated_at": now_iso(), "dates": dict(sorted(all_dates.items())), "runs": runs,
+            "inputs": dict(sorted(all_inputs.items()))}
+
+
+def merged_counts(previous_dates: Mapping[str, dict], valid_per_date: Mapping[str, int],
+                  staged_per_date: Mapping[str, int]) -> Dict[str, dict]:
+    """Per re-written date: the events it now holds, and every exact copy dropped there so far (the copies
+    dropped before, plus those among the old rows and the new events together)."""
+    out = {}
+    for date in sorted(staged_per_date):
+        before = previous_dates.get(date, {"events": 0, "duplicates": 0})
+        dropped_now = int(before["events"]) + valid_per_date.get(date, 0) - staged_per_date[date]
+        out[date] = {"events": staged_per_date[date], "duplicates": int(before["duplicates"]) + dropped_now}
+    return out
 
 
 # ---- I/O --------------------------------------------------------------------------------------
@@ -96,17 +137,33 @@ def run(spark: SparkSession, config: dict, input_uri: str, dataset: str, run_id:
     storage = HadoopStorage(spark)
     dataset_uri = join(root, "events", dataset)
     sweep(storage, dataset_uri)
+    previous = event_log_reader.read_staged_manifest(storage, dataset_uri) \
+        if event_log_reader.is_staged(storage, dataset_uri) else {}
+    listing = storage.list_files(input_uri)
+    if not listing:
+        raise FileNotFoundError(f"stage_events: no log files under {input_uri}")
+    todo = new_inputs(listing, previous.get("inputs", {}))
+    if not todo:
+        log.info("staged %s -> %s: all %d files staged before, nothing to read", input_uri, dataset_uri, len(listing))
+        run_record.read("event log lines", input_uri, 0)
+        return {"dataset": dataset_uri, "run": run_id, "lines": 0, "malformed": {}, "quarantine": None, "dates": {},
+                "files": {"listed": len(listing), "new": 0}}
     with run_record.stage("read"):
-        loaded = event_log_reader.load_events(spark, storage, input_uri,
-                                       join(root, "quarantine", "stage_events", dataset, run_id),
-                                       float(config["stage"]["max_error_ratio"]))
+        loaded = event_log_reader.load_events(spark, storage, [f.uri for f in todo],
+                                              join(root, "quarantine", "stage_events", dataset, run_id),
+                                              float(config["stage"]["max_error_ratio"]))
         valid_per_date = {r["date"]: r["count"] for r in
                           loaded.events.groupBy(event_log_reader.event_date().alias("date")).count().collect()}
+    touched = sorted(valid_per_date)
     token = uuid.uuid4().hex[:12]
     staged_tmp = join(dataset_uri, f"_tmp-stage-{token}")
     try:
         with run_record.stage("write"):
-            staged_rows(loaded.events).write.partitionBy("date").parquet(staged_tmp)
+            merged = loaded.events
+            already = [d for d in touched if d in previous.get("dates", {})]
+            if already:  # the rows those dates hold, read before their directories are swapped
+                merged = merged.unionByName(event_log_reader.read_staged(spark, dataset_uri, already))
+            staged_rows(merged).write.partitionBy("date").parquet(staged_tmp)
             # Counts from what was written, not from the plan that wrote it.
             staged_per_date = {r["date"]: r["count"] for r in spark.read.schema(event_log_reader.STAGED_SCHEMA)
                                .parquet(staged_tmp).groupBy("date").count().collect()}
@@ -115,24 +172,22 @@ def run(spark: SparkSession, config: dict, input_uri: str, dataset: str, run_id:
         raise
     finally:
         loaded.release()
-    dates = {d: {"events": staged_per_date[d], "duplicates": valid_per_date[d] - staged_per_date[d]}
-             for d in sorted(staged_per_date)}
+    dates = merged_counts(previous.get("dates", {}), valid_per_date, staged_per_date)
     swap_dates(storage, staged_tmp, dataset_uri, list(dates), token)
     storage.delete(staged_tmp)
-    previous = event_log_reader.read_staged_manifest(storage, dataset_uri) if event_log_reader.is_staged(storage, dataset_uri) else {}
-    run_facts = {"input": input_uri, "lines": loaded.lines, "malformed": loaded.malformed,
+    run_facts = {"input": input_uri, "files": len(todo), "lines": loaded.lines, "malformed": loaded.malformed,
                  "quarantine": loaded.quarantine, "staged_at": now_iso()}
-    manifest = merged_manifest(previous, run_id, run_facts, dates)
+    manifest = merged_manifest(previous, run_id, run_facts, dates, todo)
     storage.write_atomically(join(dataset_uri, event_log_reader.STAGED_MANIFEST),
                              json.dumps(manifest, indent=2, sort_keys=True).encode())
     run_record.read("event log lines", input_uri, loaded.lines)
     run_record.quarantined(loaded.malformed)
     for date, facts in dates.items():
         run_record.wrote(f"events date={date}", join(dataset_uri, f"date={date}"), facts["events"])
-    log.info("staged %s -> %s: %d lines, %d events over %d dates", input_uri, dataset_uri, loaded.lines,
-             sum(d["events"] for d in dates.values()), len(dates))
+    log.info("staged %d new of %d files under %s -> %s: %d lines, %d events over %d dates", len(todo), len(listing),
+             input_uri, dataset_uri, loaded.lines, sum(d["events"] for d in dates.values()), len(dates))
     return {"dataset": dataset_uri, "run": run_id, "lines": loaded.lines, "malformed": loaded.malformed,
-            "quarantine": loaded.quarantine, "dates": dates}
+            "quarantine": loaded.quarantine, "dates": dates, "files": {"listed": len(listing), "new": len(todo)}}
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:

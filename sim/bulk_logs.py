@@ -9,15 +9,19 @@ session of *n* recommendations is *n + 1* events, as botify logs it:
 recommendation; the closing ``last`` event has ``recommendation: null``. The
 first track of a session is logged with ``--first-track-time`` (default 0.0, the
 simulator's default; the course's client sends 1.0: see docs/sim.md).
+With ``--start D --days N`` (or ``--date D``) each UTC day gets ``--events``
+events of its own sessions in the same world, in ``part-<date>-NNNNN.jsonl``
+(``sim.days``).
 
     python -m sim.bulk_logs --events 13000000 --out logs/bench --catalog-out world/tracks.jsonl
 """
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -25,6 +29,7 @@ from tqdm import tqdm
 from common.event_line import event, to_line
 from common.experiments import assign
 from sim.catalog import TrackCatalog, UserCatalog
+from sim.days import DAY_MS, add_calendar_arguments, calendar_days, day_file_name, day_seed, day_start_ms
 from sim.env import MusicEnv
 from sim.fast_random import FastUniform
 from sim.policies import IN_PROCESS, make_agent
@@ -32,6 +37,8 @@ from sim.user_model import consume
 from sim.world import World, WorldParams, generate_world
 
 CHUNK_EVENTS = 100_000
+CLOCK_MS = 1_700_000_000_000  # the first time stamp without a calendar
+MAX_GAP_MS = 1999  # between events without a calendar
 
 
 def default_artists(tracks: int) -> int:
@@ -82,11 +89,14 @@ def generate(
     artists: Optional[int] = None,
     max_session_steps: int = 200,
     first_track_time: float = 0.0,
+    days: Optional[Sequence[dt.date]] = None,
 ) -> int:
     """Write ``events`` events in ``files`` JSON-lines files ``part-NNNNN.jsonl``; return the exact count written.
 
     ``world`` (a directory from ``python -m sim generate``) replaces the generated
-    world; then ``users``/``tracks`` are those of the files.
+    world; then ``users``/``tracks`` are those of the files. ``days``: ``events``
+    events for each day instead, in ``part-<date>-NNNNN.jsonl``, sessions seeded
+    per day (``sim.days.day_seed``) in the world of ``seed``.
     """
     experiments = experiments or {}
     track_catalog, user_catalog = _catalogs(world, tracks, users, seed, artists)
@@ -100,16 +110,30 @@ def generate(
     treatments = {u.user: {name: assign(u.user, name, split) for name, split in experiments.items()}
                   for u in user_catalog.users}
     writer = _FileWriter(env, agent, track_catalog, treatments, first_track_time)
+    bar = tqdm(total=events * (len(days) if days else 1), unit="ev", unit_scale=True, disable=not progress,
+               desc=f"bulk logs ({policy})")
+    if days:
+        written = 0
+        for day in days:
+            writer.start_day(day, events)
+            paths = [os.path.join(out_dir, day_file_name(day, index)) for index in range(max(files, 0))]
+            written += _write_parts(writer, paths, events, day_seed(seed, day), bar.update)
+    else:
+        paths = [os.path.join(out_dir, f"part-{index:05d}.jsonl") for index in range(max(files, 0))]
+        written = _write_parts(writer, paths, events, seed, bar.update)
+    bar.close()
+    return written
+
+
+def _write_parts(writer: "_FileWriter", paths: List[str], events: int, seed: int, progress) -> int:
+    """``events`` events spread over ``paths`` in order, file *i* drawing from child *i* of ``seed``'s SeedSequence."""
     written = 0
-    per_file = -(-events // files) if files > 0 else 0
-    bar = tqdm(total=events, unit="ev", unit_scale=True, disable=not progress, desc=f"bulk logs ({policy})")
-    for index, file_seq in enumerate(np.random.SeedSequence(seed).spawn(max(files, 0))):
+    per_file = -(-events // len(paths)) if paths else 0
+    for path, file_seq in zip(paths, np.random.SeedSequence(seed).spawn(len(paths))):
         n = min(per_file, events - written)
         if n <= 0:
             break
-        written += writer.write(os.path.join(out_dir, f"part-{index:05d}.jsonl"), n,
-                                np.random.default_rng(file_seq), bar.update)
-    bar.close()
+        written += writer.write(path, n, np.random.default_rng(file_seq), progress)
     return written
 
 
@@ -121,11 +145,20 @@ class _FileWriter:
         self.env, self.agent, self.track_catalog = env, agent, track_catalog
         self.treatments = treatments
         self.first_track_time = first_track_time
-        self.clock = 1_700_000_000_000
+        self.clock = CLOCK_MS
+        self.max_gap_ms = MAX_GAP_MS
+
+    def start_day(self, day: dt.date, events: int) -> None:
+        """Stamp the next ``events`` events inside ``day``: from its midnight, gaps small enough that even all at
+        their largest end before the next one (timestamps still rise strictly, so a user's sessions never mix)."""
+        if events >= DAY_MS:
+            raise ValueError(f"{events} events do not fit in a day (one per millisecond at most)")
+        self.clock = day_start_ms(day)
+        self.max_gap_ms = (DAY_MS - 1) // max(events, 1)
 
     def write(self, path: str, n: int, generator: np.random.Generator, progress) -> int:
         """Exactly ``n`` events into ``path`` (written to a temporary name, then renamed)."""
-        gaps = generator.integers(1, 2000, size=n).tolist()
+        gaps = generator.integers(1, self.max_gap_ms + 1, size=n).tolist()
         latencies = np.round(generator.exponential(0.002, size=n), 6).tolist()
         rng = FastUniform(generator)
         self.env.rng = rng
@@ -180,7 +213,7 @@ def parse_experiments(specs: Sequence[str]) -> Dict[str, int]:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sim.bulk_logs", description=__doc__.split("\n")[0])
-    parser.add_argument("--events", type=int, default=13_000_000)
+    parser.add_argument("--events", type=int, default=13_000_000, help="events to write (per day with a calendar)")
     parser.add_argument("--out", required=True, help="output directory for part-*.jsonl")
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--tracks", type=int, default=50_000)
@@ -195,14 +228,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--first-track-time", type=float, default=0.0,
                         help="time logged for a session's first track (default 0.0; the course's client sends 1.0)")
     parser.add_argument("--catalog-out", help="also write the world's tracks catalog (JSON lines) here")
+    add_calendar_arguments(parser)
     args = parser.parse_args(argv)
+    days = calendar_days(parser, args)
     if args.catalog_out:
         if args.world:
             parser.error("--catalog-out writes the generated world's catalog; with --world use its tracks.jsonl")
         write_catalog(args.catalog_out, args.tracks, args.artists, args.seed)
     n = generate(args.out, args.events, args.users, args.tracks, args.seed, args.files,
                  parse_experiments(args.experiment), policy=args.policy, world=args.world, artists=args.artists,
-                 first_track_time=args.first_track_time)
+                 first_track_time=args.first_track_time, days=days)
     print(json.dumps({"events": n, "out": args.out, "policy": args.policy}))
     return 0
 

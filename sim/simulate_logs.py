@@ -11,7 +11,7 @@ puts botify's own logs, so ``extract_interactions`` reads either the same way.
 Faithful to the HTTP path by construction: episode *i* is ``sim.episodes.play_episode``
 seeded by ``(seed, i)`` exactly as ``python -m sim.run`` plays it; the user's arm
 comes from the course's hashing; the arm's recommender is botify's rule
-(``common.recommenders``) fed what botify would have at that point — the
+(``common.recommender_rules``) fed what botify would have at that point — the
 catalog and the same popular list (``--top-tracks auto`` looks where botify looks:
 the served recommendations' ``top_tracks.json``, else the latest interactions
 run's, else none, and TopPop then serves Random as botify does); every line is
@@ -23,6 +23,11 @@ every session of a user lies after their earlier ones and the output does
 not depend on how episodes were partitioned. ``tests/sim/test_simulate_logs.py``
 compares this path with real traffic through botify.
 
+With ``--start D --days N`` (or ``--date D``) each UTC day plays ``--sessions``
+sessions of its own (``sim.days``: seed from the base seed and the date, the same
+world) spread evenly over the day from midnight, still a full session apart,
+into ``part-<date>-NNNNN.jsonl``.
+
 Episodes are partitioned over Spark tasks; each Python worker loads the world
 (broadcast from ``<root>/world/``) once. The output is replaced atomically
 (``common.storage.atomic_output``: the same swap as ``botify-upload --cleanup``);
@@ -31,14 +36,15 @@ the same arguments write the same lines.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import logging
 import math
 import os
 import posixpath
 import tempfile
-from dataclasses import dataclass, field
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence
 
 from common import run_record
 from common.config import ConfigError, load_config
@@ -48,6 +54,7 @@ from common.paths import resolve
 from common.spark import add_job_arguments, get_session
 from common.storage import SUCCESS, HadoopStorage, Storage, atomic_output, join, read_pointer
 from sim.catalog import TrackCatalog, UserCatalog
+from sim.days import DAY_MS, add_calendar_arguments, calendar_days, day_file_name, day_seed, day_start_ms
 from sim.env import MusicEnv
 from sim.episodes import play_episode
 from sim.experiment_agent import ExperimentAgent
@@ -74,9 +81,32 @@ class Plan:
     top_k: int
     user_defaults: Dict[str, float] = field(default_factory=dict)
     clock_ms: int = CLOCK_MS
+    spacing_ms: int = 0  # between episodes' first events; 0: back to back, one stride
 
-    def key(self) -> str:
-        return sha256(json.dumps(self.__dict__, sort_keys=True).encode())
+    def stride(self) -> int:
+        """The longest session's span: max_steps ``next`` and one ``last``, a millisecond each."""
+        return self.max_steps + 1
+
+    def first_stamp(self, episode: int) -> int:
+        """Time stamp of the episode's first event. Episodes at least a stride apart never overlap, so a user's
+        sessions never interleave, which the jobs' session rule (cut at ``last``) needs."""
+        return self.clock_ms + episode * (self.spacing_ms or self.stride())
+
+    def player_key(self) -> str:
+        """What a worker's loaded world and agent depend on: not the seed or the clock, so days share them."""
+        shared = {k: v for k, v in self.__dict__.items() if k not in ("seed", "clock_ms", "spacing_ms")}
+        return sha256(json.dumps(shared, sort_keys=True).encode())
+
+
+def day_plans(plan: Plan, days: Sequence[dt.date], sessions: int) -> List[Plan]:
+    """A plan per day: the day's seed, and its sessions spread evenly from midnight UTC so the last one ends
+    before the next midnight (it starts at least a stride before it)."""
+    spacing = DAY_MS // sessions
+    if spacing < plan.stride():
+        raise ValueError(f"--sessions {sessions} does not fit in a day: at most {DAY_MS // plan.stride()} with "
+                         f"max_session_steps {plan.max_steps} (a user's sessions must not overlap)")
+    return [replace(plan, seed=day_seed(plan.seed, day), clock_ms=day_start_ms(day), spacing_ms=spacing)
+            for day in days]
 
 
 def load_world(files: Dict[str, bytes], user_defaults: Dict[str, float]):
@@ -94,22 +124,21 @@ def load_world(files: Dict[str, bytes], user_defaults: Dict[str, float]):
 
 def session_lines(env: MusicEnv, agent: ExperimentAgent, plan: Plan, episodes: Iterable[int]) -> Iterator[str]:
     """The event-log lines (without newline) of each episode, in episode order."""
-    stride = plan.max_steps + 1  # a session logs at most max_steps `next` and one `last`
     for episode in episodes:
         stats = play_episode(env, agent, plan.seed, episode, plan.first_track_time)
         treatments = agent.treatments(stats.user)
-        clock = plan.clock_ms + episode * stride
+        clock = plan.first_stamp(episode)
         for i, (message, track, played, recommendation) in enumerate(agent.requests):
             yield to_line(event(message, clock + i, stats.user, int(track), float(played), 0.0,
                                 recommendation, treatments))[:-1]
 
 
-# One world per Python worker (workers are reused across tasks), keyed by the world's and the plan's checksums.
+# One world per Python worker (workers are reused across tasks), keyed by the world's and the player's checksums.
 _PLAYERS: Dict[str, tuple] = {}
 
 
 def _player(world_key: str, world, plan: Plan):
-    key = world_key + plan.key()
+    key = world_key + plan.player_key()
     if key not in _PLAYERS:
         tracks, users = load_world(world.value, plan.user_defaults)
         _PLAYERS.clear()
@@ -118,8 +147,9 @@ def _player(world_key: str, world, plan: Plan):
     return _PLAYERS[key]
 
 
-def simulate(spark, world_files: Dict[str, bytes], plan: Plan, sessions: int, partitions: int):
-    """``(RDD of event-log lines, an accumulator counting them)``: episodes 0..sessions-1 in ``partitions`` tasks.
+def simulate(spark, world_files: Dict[str, bytes], plans: Sequence[Plan], sessions: int, partitions: int):
+    """``(RDD of event-log lines, an accumulator counting them)``: for each plan, episodes 0..sessions-1 in
+    ``partitions`` tasks; plan *k*'s are the RDD's partitions ``k * partitions`` onwards.
 
     The count is exact once the RDD was written: the write is the job's result
     stage, and Spark merges a result task's accumulator updates once per
@@ -130,16 +160,28 @@ def simulate(spark, world_files: Dict[str, bytes], plan: Plan, sessions: int, pa
     world_key = sha256(b"".join(world_files[name] for name in WORLD_FILES))
     events = sc.accumulator(0)
 
-    def play(episodes: Iterator[int]) -> Iterator[str]:
-        env, agent = _player(world_key, world, plan)
-        count = 0
-        with one_blas_thread():
-            for line in session_lines(env, agent, plan, episodes):
-                count += 1
-                yield line
-        events.add(count)
+    def player(plan: Plan):
+        def play(episodes: Iterator[int]) -> Iterator[str]:
+            env, agent = _player(world_key, world, plan)
+            count = 0
+            with one_blas_thread():
+                for line in session_lines(env, agent, plan, episodes):
+                    count += 1
+                    yield line
+            events.add(count)
+        return play
 
-    return sc.range(0, sessions, numSlices=partitions).mapPartitions(play), events
+    # A union lists its inputs' partitions in order, which is what names each day's files.
+    lines = [sc.range(0, sessions, numSlices=partitions).mapPartitions(player(plan)) for plan in plans]
+    return (lines[0] if len(lines) == 1 else sc.union(lines)), events
+
+
+def part_names(days: Optional[Sequence[dt.date]], partitions: int) -> Callable[[int], str]:
+    """The published name of the RDD's ``index``-th partition: ``part-NNNNN.jsonl``, or with days (``partitions``
+    each, in order) the day's ``part-<date>-NNNNN.jsonl``."""
+    if not days:
+        return lambda index: f"part-{index:05d}.jsonl"
+    return lambda index: day_file_name(days[index // partitions], index % partitions)
 
 
 def read_world(storage: Storage, world_uri: str) -> Dict[str, bytes]:
@@ -202,15 +244,16 @@ def make_plan(args: argparse.Namespace, botify: dict, env_config: dict, top_trac
     )
 
 
-def publish(storage: Storage, simulated, final_uri: str, manifest: dict) -> dict:
-    """Write the lines as ``part-NNNNN.jsonl`` files in a fresh copy of ``final_uri`` and swap it in."""
+def publish(storage: Storage, simulated, final_uri: str, manifest: dict,
+            part_name: Callable[[int], str] = part_names(None, 0)) -> dict:
+    """Write the lines as files named ``part_name(partition)`` in a fresh copy of ``final_uri`` and swap it in."""
     lines, events = simulated
     with atomic_output(storage, final_uri) as tmp:
         lines.saveAsTextFile(tmp)
         for uri in storage.list(tmp):
             name = posixpath.basename(uri)
             if name.startswith("part-"):
-                storage.rename(uri, join(tmp, name + ".jsonl"))
+                storage.rename(uri, join(tmp, part_name(int(name[len("part-"):]))))
             elif name.startswith((".", "_")):
                 storage.delete(uri)  # Spark's own _SUCCESS and .crc files; atomic_output writes _SUCCESS last
         manifest = write_manifest(storage, tmp, {**manifest, "events": events.value})
@@ -234,17 +277,23 @@ def run(spark, config: dict, args: argparse.Namespace) -> dict:
         top = parse_top_tracks(storage.read_bytes(top_uri), top_uri, n_tracks)
     plan = make_plan(args, botify, env_config, top)
     ExperimentAgent(plan.experiments, plan.active, plan.top_tracks, plan.top_k)  # a bad experiment fails here, not in a task
+    plans = day_plans(plan, args.calendar, args.sessions) if args.calendar else [plan]
     partitions = args.partitions or max(spark.sparkContext.defaultParallelism,
                                         math.ceil(args.sessions / SESSIONS_PER_PARTITION))
-    log.info("simulating %d sessions in %d tasks (experiments %s, TopPop list: %s)", args.sessions, partitions,
-             ",".join(plan.active), top_uri or "none, TopPop serves Random")
+    log.info("simulating %d sessions in %d tasks%s (experiments %s, TopPop list: %s)", args.sessions, partitions,
+             f", each of {len(plans)} days" if args.calendar else "", ",".join(plan.active),
+             top_uri or "none, TopPop serves Random")
     final = resolve(config, join("logs", args.dataset))
+    facts = {
+        "sessions": args.sessions, "seed": args.seed, "experiments": plan.active, "top_tracks": top_uri,
+        "first_track_time": plan.first_track_time, "max_session_steps": plan.max_steps, "world": world_uri,
+        "world_sha256": sha256(b"".join(world_files[name] for name in WORLD_FILES)), "partitions": partitions,
+    }
+    if args.calendar:
+        facts["days"] = [day.isoformat() for day in args.calendar]  # sessions and partitions are per day
     with run_record.stage("simulate and publish"):
-        manifest = publish(storage, simulate(spark, world_files, plan, args.sessions, partitions), final, {
-            "sessions": args.sessions, "seed": args.seed, "experiments": plan.active, "top_tracks": top_uri,
-            "first_track_time": plan.first_track_time, "max_session_steps": plan.max_steps, "world": world_uri,
-            "world_sha256": sha256(b"".join(world_files[name] for name in WORLD_FILES)), "partitions": partitions,
-        })
+        manifest = publish(storage, simulate(spark, world_files, plans, args.sessions, partitions), final, facts,
+                           part_names(args.calendar, partitions))
     run_record.read("world tracks", world_uri, n_tracks)
     run_record.wrote("event log lines", final, manifest["events"])
     return manifest
@@ -253,7 +302,7 @@ def run(spark, config: dict, args: argparse.Namespace) -> dict:
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="simulate_logs", description=__doc__.split("\n")[0])
     add_job_arguments(parser)
-    parser.add_argument("--sessions", type=int, required=True, help="sessions to simulate")
+    parser.add_argument("--sessions", type=int, required=True, help="sessions to simulate (per day with a calendar)")
     parser.add_argument("--seed", type=int, default=42, help="episode i is seeded by (seed, i), as in sim.run (default 42)")
     parser.add_argument("--dataset", default="train", help="write <root>/logs/<dataset>/ (default train)")
     parser.add_argument("--world", default="world", help="world directory, relative to the root (default world)")
@@ -263,10 +312,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                         help="TopPop's popular list: auto (what botify would load), none (Random), or a top_tracks.json")
     parser.add_argument("--partitions", type=int, default=0,
                         help=f"Spark tasks (default: the cores, or one per {SESSIONS_PER_PARTITION} sessions)")
-    parser.add_argument("--clock-ms", type=int, default=CLOCK_MS, help="time stamp of episode 0's first event")
+    add_calendar_arguments(parser).add_argument("--clock-ms", type=int, default=CLOCK_MS,
+                                                help="time stamp of episode 0's first event (no calendar)")
     parser.add_argument("--botify-config", default="botify.yml", help="botify's configuration (experiments, top_k)")
     parser.add_argument("--sim-config", default="env.yml", help="the simulator's configuration (run_config)")
     args = parser.parse_args(argv)
+    args.calendar = calendar_days(parser, args)
     if args.sessions < 1 or args.partitions < 0:
         parser.error("--sessions must be >= 1 and --partitions >= 0")
     if "/" in args.dataset or args.dataset.startswith((".", "_")) or not args.dataset:

@@ -46,6 +46,22 @@ def manifest(root: Path) -> dict:
     return json.loads((root / "events" / "train" / "_STAGED.json").read_text())
 
 
+def test_new_inputs_are_the_files_not_staged_before_and_a_changed_size_is_refused():
+    from common.storage import FileStatus
+
+    staged = {"file:///l/a.jsonl": {"size": 10, "mtime_ms": 1, "run": "r1"}}
+    listing = [FileStatus("file:///l/a.jsonl", 10, 99), FileStatus("file:///l/b.jsonl", 4, 2)]
+    assert stage_events.new_inputs(listing, staged) == [listing[1]]  # a new mtime alone is the same file
+    with pytest.raises(stage_events.InputChanged, match="a.jsonl"):
+        stage_events.new_inputs([FileStatus("file:///l/a.jsonl", 11, 1)], staged)
+
+
+def test_merged_counts_add_the_copies_dropped_across_old_and_new_rows():
+    counts = stage_events.merged_counts({"2024-10-05": {"events": 8, "duplicates": 1}},
+                                        {"2024-10-05": 9, "2024-10-06": 3}, {"2024-10-05": 9, "2024-10-06": 3})
+    assert counts == {"2024-10-05": {"events": 9, "duplicates": 9}, "2024-10-06": {"events": 3, "duplicates": 0}}
+
+
 def test_merged_manifest_keeps_other_dates_and_drops_runs_serving_none():
     previous = {"dates": {"2024-10-04": {"events": 3, "duplicates": 0, "run": "a"},
                           "2024-10-05": {"events": 5, "duplicates": 1, "run": "a"}},
@@ -57,7 +73,7 @@ def test_merged_manifest_keeps_other_dates_and_drops_runs_serving_none():
 
 
 @pytest.mark.slow
-def test_staging_counts_quarantines_dedupes_and_rerun_replaces_only_its_dates(spark, tmp_path):
+def test_staging_counts_quarantines_dedupes_and_a_new_file_merges_into_only_its_dates(spark, tmp_path):
     day1, day2 = events(D1, 3), events(D2 + DAY - 1000, 2)  # day 2 ends a second before midnight UTC
     write(tmp_path / "logs" / "train" / "a.jsonl", day1 + day1[:2] + BAD)  # two exact copies, three bad lines
     write(tmp_path / "logs" / "train" / "b.jsonl", day2)
@@ -73,20 +89,32 @@ def test_staging_counts_quarantines_dedupes_and_rerun_replaces_only_its_dates(sp
     first = staged_rows(spark, tmp_path)
     assert len(first) == 20 and len(set(first)) == 20
 
-    stage(spark, tmp_path, "r2")  # the same logs again: the same rows, no copies
+    day1_files = sorted((tmp_path / "events" / "train" / "date=2024-10-04").iterdir())
+    again = stage(spark, tmp_path, "r2")  # the same logs again: nothing read, nothing re-written
+    assert (again["files"], again["lines"], again["dates"]) == ({"listed": 2, "new": 0}, 0, {})
     assert staged_rows(spark, tmp_path) == first
-    assert set(manifest(tmp_path)["runs"]) == {"r2"}
+    assert set(manifest(tmp_path)["runs"]) == {"r1"}
 
-    # A run over day 2 alone (one event more) replaces day 2 and keeps day 1 as r2 staged it.
-    write(tmp_path / "logs" / "day2" / "b.jsonl", day2 + events(D2 + 5000, 1, per_user=1))
-    stage(spark, tmp_path, "r3", logs="logs/day2")
+    # A late file for day 2 (its 8 events again, and one more): read alone, merged into day 2 only, the
+    # copies dropped across old and new rows; day 1 keeps its files and its run.
+    write(tmp_path / "logs" / "train" / "c-late.jsonl", day2 + events(D2 + 5000, 1, per_user=1))
+    late = stage(spark, tmp_path, "r3")
+    assert late["files"] == {"listed": 3, "new": 1} and late["lines"] == 9
+    assert late["dates"] == {"2024-10-05": {"events": 9, "duplicates": 8}}
     rows = staged_rows(spark, tmp_path)
     assert [r for r in rows if r[0] == "2024-10-04"] == [r for r in first if r[0] == "2024-10-04"]
     assert len([r for r in rows if r[0] == "2024-10-05"]) == 9
+    assert sorted((tmp_path / "events" / "train" / "date=2024-10-04").iterdir()) == day1_files
     m = manifest(tmp_path)
-    assert {d: v["run"] for d, v in m["dates"].items()} == {"2024-10-04": "r2", "2024-10-05": "r3"}
-    assert set(m["runs"]) == {"r2", "r3"}
+    assert {d: v["run"] for d, v in m["dates"].items()} == {"2024-10-04": "r1", "2024-10-05": "r3"}
+    assert set(m["runs"]) == {"r1", "r3"} and len(m["inputs"]) == 3
     assert not [p for p in (tmp_path / "events" / "train").iterdir() if p.name.startswith(("_tmp-", "_old-"))]
+
+    # A staged file that changed size is refused before anything is read or written.
+    write(tmp_path / "logs" / "train" / "b.jsonl", day2 + events(D2 + 9000, 1, per_user=1))
+    with pytest.raises(stage_events.InputChanged, match=r"b\.jsonl \(staged with \d+ bytes by run r1, now \d+\)"):
+        stage(spark, tmp_path, "r4")
+    assert staged_rows(spark, tmp_path) == rows and manifest(tmp_path) == m
 
 
 @pytest.mark.slow

@@ -1,6 +1,7 @@
 """Bulk logs: docs/design.md event format, sessions from the user model, experiments hashing, determinism."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import pytest
@@ -106,7 +107,7 @@ def test_cli_with_a_generated_world_and_random_policy(tmp_path):
 
 def test_the_pipelines_event_reader_accepts_every_line(logs, spark):
     """The jobs' own parser (real Spark) finds no malformed line in bulk logs."""
-    from common.event_log import count_reasons, parse_lines, read_lines
+    from common.event_log_reader import count_reasons, parse_lines, read_lines
 
     root, n = logs
     total, malformed = count_reasons(parse_lines(read_lines(spark, "file://" + str(root / "logs"))))
@@ -136,3 +137,52 @@ def test_every_line_is_the_shared_formatters_own(logs):
         for line in path.read_text().splitlines(keepends=True):
             e = json.loads(line)
             assert to_line(event(**{k: e[k] for k in FIELDS})) == line
+
+
+# -- calendar days (--start/--days, --date) ---------------------------------------------------------------------
+
+DAYS = ("2024-02-28", "2024-02-29")
+CALENDAR = ["--events", "600", "--users", "80", "--tracks", "400", "--artists", "40", "--files", "2", "--seed", "5"]
+
+
+def utc_day_ms(day: str) -> range:
+    start = int(dt.datetime.fromisoformat(day).replace(tzinfo=dt.timezone.utc).timestamp()) * 1000
+    return range(start, start + 86_400_000)
+
+
+def files_of(directory):
+    return {p.name: p.read_bytes() for p in sorted(directory.glob("*.jsonl"))}
+
+
+def test_calendar_days_fill_each_utc_day_with_the_same_users(tmp_path):
+    assert bulk_logs.main([*CALENDAR, "--out", str(tmp_path / "both"), "--start", DAYS[0], "--days", "2"]) == 0
+    files = files_of(tmp_path / "both")
+    assert sorted(files) == [f"part-{day}-{i:05d}.jsonl" for day in DAYS for i in range(2)]
+    users = {}
+    for day in DAYS:
+        events = [json.loads(line) for name, data in files.items() if day in name for line in data.splitlines()]
+        assert len(events) == 600 and all(e["timestamp"] in utc_day_ms(day) for e in events)
+        stamps = [e["timestamp"] for e in events]
+        assert stamps == sorted(set(stamps))  # strictly rising: one user's sessions never mix
+        sessions_of(events)
+        users[day] = [e["user"] for e in events]
+    assert set(users[DAYS[0]]) & set(users[DAYS[1]]) and users[DAYS[0]] != users[DAYS[1]]
+    # --date D is one day of the calendar, whatever other days a run asks for; the same arguments, the same bytes.
+    assert bulk_logs.main([*CALENDAR, "--out", str(tmp_path / "one"), "--date", DAYS[1]]) == 0
+    assert files_of(tmp_path / "one") == {name: data for name, data in files.items() if DAYS[1] in name}
+    assert bulk_logs.main([*CALENDAR, "--out", str(tmp_path / "again"), "--start", DAYS[0], "--days", "2"]) == 0
+    assert files_of(tmp_path / "again") == files
+
+
+def test_without_a_calendar_the_clock_is_the_fixed_one(logs):
+    root, _ = logs
+    stamps = [e["timestamp"] for e in read_events(root / "logs")]
+    assert stamps[0] - 1_700_000_000_000 in range(1, 2000)
+    assert all(b - a in range(1, 2000) for a, b in zip(stamps, stamps[1:]))
+
+
+@pytest.mark.parametrize("extra", [["--date", DAYS[1], "--start", DAYS[0]], ["--days", "2"],
+                                   ["--start", DAYS[0], "--days", "0"], ["--date", "2024-2-30"]])
+def test_contradictory_calendar_options_are_refused(tmp_path, extra):
+    with pytest.raises(SystemExit):
+        bulk_logs.main(["--events", "10", "--out", str(tmp_path), *extra])

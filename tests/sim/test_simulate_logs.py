@@ -8,6 +8,7 @@ logs say per arm, with the jobs' own session rule.
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 import os
@@ -17,14 +18,14 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from common.event_log import parse_lines, read_lines, split_valid
+from common.event_log_reader import event_date, parse_lines, read_lines, split_valid
 from common.experiments import assign
 from common.schemas import EVENT_FIELDS
 from common.sessions import with_sessions
 from common.storage import FsspecStorage, join, local_path, write_pointer
 from sim.env import MusicEnv
 from sim.experiment_agent import ExperimentAgent
-from sim.simulate_logs import Plan, parse_args, run, served_top_tracks, session_lines
+from sim.simulate_logs import Plan, day_plans, parse_args, run, served_top_tracks, session_lines
 from sim.world import WorldParams, generate_world, write_world
 
 BASELINE = {"BASELINE": {"split": 3, "treatments": {"C": "Random", "T1": "TopPop", "T2": "StickyArtist"}}}
@@ -152,6 +153,78 @@ def test_auto_top_tracks_are_the_list_botify_would_load(warehouse):
         served_top_tracks(storage, botify, 2000)
 
 
+# -- calendar days (--start/--days, --date) ---------------------------------------------------------------------
+
+CALENDAR = ["--sessions", "120", "--seed", "3", "--partitions", "2"]
+DAYS = ("2024-02-28", "2024-02-29")  # a leap day: the dates come from the calendar, not from adding 86400 s by hand
+
+
+def utc_day_ms(day: str) -> range:
+    start = int(dt.datetime.fromisoformat(day).replace(tzinfo=dt.timezone.utc).timestamp()) * 1000
+    return range(start, start + 86_400_000)
+
+
+def day_files(root: str, dataset: str) -> dict:
+    folder = Path(local_path(join(root, "logs", dataset)))
+    return {p.name: p.read_bytes() for p in sorted(folder.glob("*.jsonl"))}
+
+
+@pytest.fixture(scope="module")
+def calendar_run(spark, tmp_path_factory):
+    """Two days of 120 sessions in one run: (warehouse, manifest)."""
+    root = "file://" + str(tmp_path_factory.mktemp("calendar"))
+    write_small_world(root, users=60, tracks=500)
+    manifest = run(spark, job_config(root), parse_args(CALENDAR + ["--start", DAYS[0], "--days", "2"]))
+    return root, manifest
+
+
+def test_each_days_sessions_lie_inside_that_utc_day_over_the_same_users(spark, calendar_run):
+    root, manifest = calendar_run
+    files = day_files(root, "train")
+    assert sorted(files) == [f"part-{day}-{i:05d}.jsonl" for day in DAYS for i in range(2)]
+    assert manifest["days"] == list(DAYS) and manifest["events"] == sum(f.count(b"\n") for f in files.values())
+    users = {}
+    for day in DAYS:
+        events = [json.loads(line) for name, data in files.items() if day in name for line in data.splitlines()]
+        assert sum(e["message"] == "last" for e in events) == 120
+        assert all(e["timestamp"] in utc_day_ms(day) for e in events)
+        users[day] = [e["user"] for e in events if e["message"] == "last"]
+    # The world's users come back, in sessions of the day's own.
+    assert set(users[DAYS[0]]) & set(users[DAYS[1]]) and users[DAYS[0]] != users[DAYS[1]]
+    # The jobs' reader dates every line by the day in its file's name: stage_events files each day under its date.
+    parsed = parse_lines(read_lines(spark, join(root, "logs", "train")))
+    dated = parsed.select(F.col("reason"), F.regexp_extract("source", r"part-(\d{4}-\d\d-\d\d)-", 1).alias("file"),
+                          event_date().alias("date")).distinct().collect()
+    assert sorted((r["reason"], r["file"], r["date"]) for r in dated) == [(None, day, day) for day in DAYS]
+
+
+def test_a_date_is_a_one_day_calendar_and_reruns_repeat(spark, calendar_run):
+    root, _ = calendar_run
+    assert parse_args(["--sessions", "1", "--date", DAYS[1]]).calendar == \
+        parse_args(["--sessions", "1", "--start", DAYS[1], "--days", "1"]).calendar == [dt.date(2024, 2, 29)]
+    run(spark, job_config(root), parse_args(CALENDAR + ["--date", DAYS[1], "--dataset", "one"]))
+    run(spark, job_config(root), parse_args(CALENDAR + ["--start", DAYS[0], "--days", "2", "--dataset", "again"]))
+    both = day_files(root, "train")
+    # A day's files do not depend on the other days asked for, and the same arguments write the same bytes.
+    assert day_files(root, "one") == {name: data for name, data in both.items() if DAYS[1] in name}
+    assert day_files(root, "again") == both
+
+
+@pytest.mark.parametrize("extra", [["--date", "2024-02-29", "--clock-ms", "5"], ["--date", "2024-02-29", "--start",
+                                   "2024-02-28"], ["--days", "2"], ["--start", "2024-02-28", "--days", "0"],
+                                   ["--date", "2024-02-30"]])
+def test_calendar_options_are_refused_when_contradictory(extra):
+    with pytest.raises(SystemExit):
+        parse_args(["--sessions", "1", *extra])
+
+
+def test_a_day_holds_only_sessions_that_cannot_overlap():
+    day = [dt.date(2024, 2, 29)]
+    assert len(day_plans(plan(), day, 86_400_000 // 1001)) == 1
+    with pytest.raises(ValueError, match="at most 86313"):
+        day_plans(plan(), day, 86_400_000 // 1001 + 1)
+
+
 # -- equivalence with real traffic through botify ---------------------------------------------------------------
 
 def per_arm(spark, uri: str) -> dict:
@@ -200,7 +273,7 @@ def ties_the_chain_leaves_open(folder: Path) -> int:
 def test_fast_path_logs_match_botify_over_http(spark, warehouse, tmp_path):
     from sim.run import run as run_sessions
     from sim.settings import load_env_config
-    from tests.botify.served import botify_serve
+    from testkit.served import botify_serve
 
     sessions, seed = 1500, 77
     write_small_world(warehouse, users=400)
