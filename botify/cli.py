@@ -187,6 +187,41 @@ def cmd_reload(args) -> int:
     return 0
 
 
+def cmd_hold(args) -> int:
+    from botify import rollback
+    from botify.reload import storage
+
+    marker = rollback.hold(_settings(args), storage(), args.version, args.reason)
+    print(json.dumps({"status": "held", **marker}, indent=2, sort_keys=True))
+    return 0
+
+
+def cmd_release(args) -> int:
+    from botify import rollback
+    from botify.reload import storage
+
+    lifted = rollback.release(_settings(args), storage())
+    print(json.dumps({"status": "released" if lifted else "was not held", "hold": lifted}, indent=2, sort_keys=True))
+    return 0
+
+
+def cmd_rollback(args) -> int:
+    from botify import rollback
+    from botify.catalog import ArtifactError
+    from botify.reload import storage
+
+    config = _settings(args)
+    try:
+        done = rollback.rollback(config, storage(), args.to, args.reason)
+    except ArtifactError as exc:
+        print(f"error: rollback refused, nothing changed: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({"status": "rolled back on storage", **done}, indent=2, sort_keys=True))
+    # The running botify switches now; one that is down serves the version when it starts (LATEST names it).
+    return _admin_post(args.url or _server_url(config), "/admin/reload", config["admin"]["token"],
+                       {"version": args.to}, args.timeout)
+
+
 def cmd_rotate(args) -> int:
     config = _settings(args)
     if args.url:
@@ -229,6 +264,28 @@ def build_parser() -> argparse.ArgumentParser:
     reload.add_argument("--force", action="store_true",
                         help="accept a version under artifacts.min_rows / min_user_coverage (integrity still checked)")
     reload.set_defaults(func=cmd_reload)
+
+    held = sub.add_parser("hold", allow_abbrev=False,
+                          help="stop jobs moving LATEST and the nightly reloading (a marker on storage)")
+    add_config_arguments(held, CONFIG_NAME)
+    held.add_argument("--version", help="the version held (default: the one LATEST names)")
+    held.add_argument("--reason", default="held by an operator", help="why, for whoever reads the marker")
+    held.set_defaults(func=cmd_hold)
+
+    released = sub.add_parser("release", allow_abbrev=False, help="lift the hold: the next night publishes again")
+    add_config_arguments(released, CONFIG_NAME)
+    released.set_defaults(func=cmd_release)
+
+    back = sub.add_parser("rollback", allow_abbrev=False,
+                          help="serve an earlier version: LATEST moved to it, held, the current one rejected, reloaded")
+    add_config_arguments(back, CONFIG_NAME)
+    back.add_argument("--to", required=True, help="the recommendations version to serve")
+    back.add_argument("--reason", default="", help="why, recorded in REJECTED and the hold")
+    back.add_argument("--url", help="the running botify to reload (default: server.host and server.port)")
+    back.add_argument("--token-file", help="read the admin token from this file (default: BOTIFY_ADMIN_TOKEN, "
+                                           "BOTIFY_ADMIN_TOKEN_FILE, admin.token)")
+    back.add_argument("--timeout", type=float, default=600, help="seconds to wait for the reload (default 600)")
+    back.set_defaults(func=cmd_rollback)
 
     rotate = sub.add_parser("rotate-logs", allow_abbrev=False, help="complete every open event log file now (all workers)")
     add_config_arguments(rotate, CONFIG_NAME)

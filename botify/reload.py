@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 from typing import Dict, Optional
 
+from common import serving_control
+from common.paths import resolve
 from common.storage import HDFS_FAIL_FAST, FsspecStorage
 
 from botify.artifacts import check_coverage, load_bundle
@@ -35,7 +37,13 @@ def _load_checked(config: dict, store: Store, versions: Optional[Dict[str, str]]
     except OSError as exc:  # FileNotFoundError is handled inside: this is the storage itself failing
         raise StorageUnavailable(f"storage unreachable: {exc}") from exc
     artifacts = config["artifacts"]
+    recs_root = resolve(config, artifacts["recommendations"])
     for name, recs in bundle.sets.items():
+        if recs is not None:
+            try:  # force never serves a rolled-back version: that is what REJECTED is for
+                serving_control.check_not_rejected(storage(), recs_root, recs.version)
+            except serving_control.VersionRejected as exc:
+                raise ArtifactError(str(exc)) from exc
         if recs is not None and not force:
             try:
                 check_coverage(recs, store.served_users(name),

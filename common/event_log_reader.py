@@ -267,11 +267,11 @@ def in_window(date: str, window: Optional[Window]) -> bool:
 
 def load_staged(spark: SparkSession, storage: Storage, uri: str, window: Optional[Window] = None) -> LoadedEvents:
     """Staged events (already valid and deduplicated) with the counts staging recorded; with ``window``, the
-    dates inside it only (their events and duplicates; malformed lines are counted for the whole dataset,
-    since a line that did not parse has no date)."""
+    dates inside it only: their events and duplicates, so the lines read are the window's own count."""
     manifest = read_staged_manifest(storage, uri)
     dates = {d: info for d, info in manifest["dates"].items() if in_window(d, window)}
-    runs = manifest["runs"]
+    # A line that did not parse has no date: a window's read counts none (staging's own records hold them).
+    runs = manifest["runs"] if window is None else {}
     malformed: Dict[str, int] = {}
     for info in runs.values():
         for reason, n in info["malformed"].items():

@@ -6,8 +6,9 @@ train_als) hands ``publish`` a DataFrame of ``(user, tracks)`` and gets
 (``{"user", "tracks"}``), ``top_tracks.json``, ``_MANIFEST.json`` (row count,
 JSON part files and checksums, plus the job's own fields) and ``_SUCCESS``,
 written atomically; then the set's pointer (``LATEST`` for the MultiDAE,
-``LATEST-als`` for ALS) names the version. botify checks a version against
-exactly these fields before serving it.
+``LATEST-als`` for ALS) names the version, unless serving is held
+(common.serving_control). botify checks a version against exactly these
+fields before serving it.
 """
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from pyspark.sql import DataFrame
 
 from common.manifest import sha256, write_manifest
 from common.paths import resolve
-from common.storage import Storage, atomic_output, join, write_pointer
+from common import serving_control
+from common.storage import Storage, atomic_output, join
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,9 @@ def publish(storage: Storage, config: Dict, recs: DataFrame, top_json: bytes, ve
             "json_sha256": sha256(json_bytes),
             "top_tracks_sha256": sha256(top_json),
         })
-    write_pointer(storage, join(root, pointer), version)
-    log.info("recommendations %s: %d users (%s now names it)", final, row_count, pointer)
+    if serving_control.move_pointer(storage, root, pointer, version):
+        log.info("recommendations %s: %d users (%s now names it)", final, row_count, pointer)
+    else:
+        log.warning("recommendations %s: %d users written; serving is held (%s), so %s was not moved",
+                    final, row_count, join(root, serving_control.HOLD), pointer)
     return manifest

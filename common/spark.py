@@ -104,3 +104,25 @@ def add_job_arguments(parser, run: bool = False) -> None:
     if run:
         parser.add_argument("--run", default=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
                             help="run id (default: today, UTC)")
+
+
+def add_window_arguments(parser) -> None:
+    """--from-date/--to-date: the UTC dates of events a job reads (inclusive; staged events prune the others)."""
+    parser.add_argument("--from-date", help="first UTC date of events to read, YYYY-MM-DD (default: the first)")
+    parser.add_argument("--to-date", help="last UTC date of events to read, YYYY-MM-DD (default: the last)")
+
+
+def window_of(args) -> Optional[tuple]:
+    """(first, last) from --from-date/--to-date, None when neither is given; a bad date exits with its reason."""
+    import datetime as dt
+
+    first, last = args.from_date, args.to_date
+    for flag, value in (("--from-date", first), ("--to-date", last)):
+        if value is not None:
+            try:
+                dt.date.fromisoformat(value)
+            except ValueError:
+                raise SystemExit(f"{flag} {value!r} is not YYYY-MM-DD")
+    if first and last and first > last:
+        raise SystemExit(f"--from-date {first} is after --to-date {last}")
+    return (first, last) if first or last else None

@@ -31,6 +31,7 @@ events carry no treatment, or more than one, are left out and counted.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import io
 import json
 import logging
@@ -42,14 +43,14 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from common import ab_stats, event_log_reader, run_record
+from common import ab_stats, event_log_reader, run_record, sequential_report
 from common.config import ConfigError, load_config, load_yaml
 from common.experiments import treatment_names
 from common.manifest import write_manifest
 from common.paths import resolve
 from common.report import format_value, jsonable, markdown_table
 from common.sessions import drop_duplicate_events, with_sessions
-from common.spark import add_job_arguments, get_session
+from common.spark import add_job_arguments, add_window_arguments, get_session, window_of
 from common.storage import HadoopStorage, atomic_output, join, write_pointer
 
 log = logging.getLogger(__name__)
@@ -407,16 +408,52 @@ def cuped_analysis(spark: SparkSession, storage: HadoopStorage, settings: dict, 
             "variance": variance}
 
 
+def experiment_definition(settings: dict, experiment: str) -> dict:
+    """The experiment's entry in ``ab.definitions`` (conf/botify.yml), {} when it has none."""
+    definitions = load_yaml(str(settings.get("definitions", "botify.yml"))).get("experiments") or {}
+    return dict(definitions.get(experiment) or {})
+
+
+def experiment_window(definition: dict, window: Optional[tuple]) -> Optional[tuple]:
+    """The dates analysed: from the experiment's ``start`` (unless --from-date says otherwise) to --to-date."""
+    first, last = window or (None, None)
+    start = definition.get("start")
+    first = first or (None if start is None else str(start))
+    return (first, last) if first or last else None
+
+
+def first_event_date(labelled: DataFrame) -> Optional[str]:
+    """The UTC date of the first event that carries a treatment of the experiment."""
+    first = labelled.where(F.col("treatment").isNotNull()).agg(F.min("timestamp").alias("t")).first()["t"]
+    return None if first is None else dt.datetime.fromtimestamp(first / 1000, dt.timezone.utc).date().isoformat()
+
+
+def sequential_night(storage: HadoopStorage, root: str, experiment: str, control: str, design: dict, summary,
+                     alpha: float, night: str, labelled: DataFrame) -> tuple:
+    """Record tonight's looks in the experiment's history; (histories, notes, history uri)."""
+    uri = join(root, "ab", experiment, sequential_report.HISTORY)
+    histories = json.loads(storage.read_text(uri)) if storage.exists(uri) else {}
+    # Without a configured start the experiment starts on the first date it appears.
+    start = design["start"] or first_event_date(labelled)
+    histories, notes = sequential_report.record_night(histories, design, start, night, summary, control, alpha,
+                                                      experiment)
+    return histories, notes, uri
+
+
 def run(spark: SparkSession, config: dict, input_uri: str, experiment: str, control: str, run_id: str,
-        pre_uri: Optional[str] = None) -> dict:
-    """The analysis; with ``pre_uri`` (pre-period event logs) also the CUPED-adjusted effects."""
+        pre_uri: Optional[str] = None, window: Optional[tuple] = None) -> dict:
+    """The analysis over the experiment's window; with ``pre_uri`` (pre-period event logs) also the
+    CUPED-adjusted effects; when the experiment plans its length, also tonight's sequential look."""
     settings = config["ab"]
     trailing = check_names(settings, experiment)
     alpha, power = float(settings["alpha"]), float(settings["power"])
     root = resolve(config, "")
     storage = HadoopStorage(spark)
+    definition = experiment_definition(settings, experiment)
+    window = experiment_window(definition, window)
     loaded = event_log_reader.load(spark, storage, input_uri, join(root, "quarantine", "analyze_ab", experiment, run_id),
-                            float(settings["max_error_ratio"]), dedupe=bool(settings.get("dedupe", True)))
+                            float(settings["max_error_ratio"]), dedupe=bool(settings.get("dedupe", True)),
+                            window=window)
     sessions = sessionize(with_treatment(loaded.events, experiment), dedupe=False).persist()  # load dropped the copies
     with run_record.stage("sessions"):
         counts = count_sessions(sessions)
@@ -431,6 +468,13 @@ def run(spark: SparkSession, config: dict, input_uri: str, experiment: str, cont
     facts = session_facts(counts, loaded, trailing, int(sum(per_treatment.values())))
     report = render_report(experiment, control, run_id, effects, srm,
                            dict(facts, excluded_users=sum(facts["excluded_users"].values())), alpha, power)
+    design = sequential_report.design_of(definition)
+    night = (window or (None, None))[1] or (max(loaded.dates) if loaded.dates else None)
+    histories, notes, history_uri = {}, [], None
+    if design and night:
+        histories, notes, history_uri = sequential_night(storage, root, experiment, control, design, summary, alpha,
+                                                         night, with_treatment(loaded.events, experiment))
+        report += "\n" + sequential_report.render(histories, control, notes)
     cuped = None
     if pre_uri:
         cuped = cuped_analysis(spark, storage, settings, users, control, pre_uri,
@@ -448,9 +492,14 @@ def run(spark: SparkSession, config: dict, input_uri: str, experiment: str, cont
              "ab_results.png": render_plot(effects, histogram, experiment, control)}
     if cuped:
         files["effects_cuped.csv"] = cuped["effects"].to_csv(index=False)
+    if histories:
+        files["sequential.json"] = json.dumps(histories, indent=2, allow_nan=False)
+        files["sequential.png"] = sequential_report.plot(histories, experiment, control)
     manifest = {
         "job": "analyze_ab", "experiment": experiment, "control": control, "run": run_id, "input": input_uri,
         "malformed": loaded.malformed, "quarantine": loaded.quarantine, **facts,
+        "window": list(window) if window else None,
+        "sequential": {t: h["looks"][-1]["decision"] for t, h in histories.items() if h["looks"]} or None,
         "users_per_treatment": per_treatment, "srm_mismatch": srm["mismatch"],
         "significant": [f"{r.treatment}:{r.metric}" for r in effects.itertuples() if r.significant],
         "cuped": cuped and {"pre_input": pre_uri, "pre_lines": cuped["pre_lines"], "pre_malformed": cuped["pre_malformed"],
@@ -466,6 +515,8 @@ def run(spark: SparkSession, config: dict, input_uri: str, experiment: str, cont
         run_record.read("pre-period event log lines", pre_uri, cuped["pre_lines"])
     run_record.wrote("user_metrics", join(final, "user_metrics"), spark.read.parquet(join(final, "user_metrics")).count())
     write_pointer(storage, join(root, "ab", experiment, "LATEST"), run_id)
+    if history_uri:  # after the report: a night whose report failed has not been published, so not looked at
+        storage.write_atomically(history_uri, json.dumps(histories, indent=2, allow_nan=False).encode())
     loaded.release()
     for df in (sessions, users):
         df.unpersist()
@@ -496,6 +547,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                         help="also report CUPED-adjusted effects, the covariate being each user's metric in the "
                              "pre-period logs (--pre-input, default: ab.cuped.pre_input)")
     parser.add_argument("--pre-input", help="pre-period event logs for --cuped (default: ab.cuped.pre_input)")
+    add_window_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -508,7 +560,7 @@ def main(argv: Sequence[str] = ()) -> int:
     spark = get_session("analyze_ab", args.profile)
     cuped = args.cuped or bool(config["ab"]["cuped"]["enabled"])
     pre_uri = resolve(config, args.pre_input or config["ab"]["cuped"]["pre_input"]) if cuped else None
-    result = run(spark, config, input_uri, experiment, control, args.run, pre_uri)
+    result = run(spark, config, input_uri, experiment, control, args.run, pre_uri, window_of(args))
     print(result["report"])
     print(json.dumps({"output": result["uri"], "srm_mismatch": result["srm"]["mismatch"],
                       "significant": result["manifest"]["significant"]}))

@@ -40,7 +40,7 @@ from common.config import load_config
 from common.manifest import sha256, write_manifest
 from common.paths import resolve
 from common.schemas import CATALOG_SCHEMA
-from common.spark import add_job_arguments, get_session
+from common.spark import add_job_arguments, add_window_arguments, get_session, window_of
 from common.storage import HadoopStorage, atomic_output, join, write_pointer
 
 log = logging.getLogger(__name__)
@@ -130,7 +130,8 @@ def read_catalog(spark: SparkSession, uri: str) -> DataFrame:
     return spark.read.schema(CATALOG_SCHEMA).json(uri).where(F.col("track").isNotNull())
 
 
-def run(spark: SparkSession, config: dict, input_uri: str, run_id: str, catalog_uri: Optional[str]) -> dict:
+def run(spark: SparkSession, config: dict, input_uri: str, run_id: str, catalog_uri: Optional[str],
+        window: Optional[tuple] = None) -> dict:
     settings = config["extract"]
     threshold = float(settings["threshold"])
     root = resolve(config, "")
@@ -138,7 +139,7 @@ def run(spark: SparkSession, config: dict, input_uri: str, run_id: str, catalog_
     quarantine_uri = join(root, "quarantine", "extract_interactions", run_id)
     catalog = read_catalog(spark, catalog_uri).cache() if catalog_uri else None
     loaded = event_log_reader.load(spark, storage, input_uri, quarantine_uri, float(settings["max_error_ratio"]), catalog,
-                            dedupe=bool(settings.get("dedupe", True)))
+                            dedupe=bool(settings.get("dedupe", True)), window=window)
     # The events are read once, by the per-user window and aggregate; its cached result serves the unknown-track
     # count, the user index, the top tracks and the table.
     interactions = aggregate_interactions(loaded.events, threshold).persist()
@@ -150,6 +151,7 @@ def run(spark: SparkSession, config: dict, input_uri: str, run_id: str, catalog_
         "job": "extract_interactions", "run": run_id, "input": input_uri, "catalog": catalog_uri,
         "threshold": threshold, "lines": loaded.lines, "malformed": loaded.malformed,
         "unknown_tracks": loaded.unknown_tracks, "quarantine": loaded.quarantine, "staged": loaded.deduplicated,
+        "window": list(window) if window else None,
     }
     final = join(root, "interactions", run_id)
     with run_record.stage("publish"):
@@ -211,6 +213,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--input", help="event logs URI, directory or glob, or staged events (events/<dataset>, "
                                         "from stage_events) (default: datasets.events)")
     parser.add_argument("--catalog", help="tracks catalog URI (default: datasets.catalog; 'none' to index seen tracks)")
+    add_window_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -221,7 +224,7 @@ def main(argv: Sequence[str] = ()) -> int:
     catalog = args.catalog if args.catalog is not None else config["datasets"].get("catalog")
     catalog_uri = None if catalog in (None, "", "none") else resolve(config, catalog)
     spark = get_session("extract_interactions", args.profile)
-    manifest = run(spark, config, input_uri, args.run, catalog_uri)
+    manifest = run(spark, config, input_uri, args.run, catalog_uri, window_of(args))
     print(json.dumps({k: manifest[k] for k in ("run", "lines", "malformed", "unknown_tracks", "events", "row_count", "users",
                                               "positives")}))
     return 0

@@ -1,23 +1,32 @@
-"""botify-daily: one day's pipeline run, for cron on a cluster gateway.
+"""botify-daily: one night's pipeline run for a date, or a backfill of a range of dates, for cron.
 
-    botify-daily [--date YYYY-MM-DD] [--master yarn] [--profile P] [--from-step S] [--only S ...] [--set key=value ...]
+    botify-daily [--date YYYY-MM-DD | --from YYYY-MM-DD --to YYYY-MM-DD] [--master yarn] [--profile P]
+                 [--from-step S] [--only S ...] [--dry-run] [--set key=value ...]
 
 Steps (``daily.steps`` in conf/pipeline.yml): upload botify's completed logs,
-stage_events (the uploaded logs parsed once into Parquet by date, the dates
-they hold replaced), extract_interactions and analyze_ab on the staged events,
-train_multidae, infer_recommendations, and botify reload. Every output is named after the date, so a re-run for the same
-date replaces that day's outputs instead of duplicating them. A lock file
-keeps two runs from overlapping; each step writes its own log; the first
-failing step stops the run with a non-zero exit naming it. At the end the
-night is printed as one table from the steps' run records
-(``<root>/runs/<job>/<start>-daily-<date>.json``, common.run_record); a step
-skipped by ``--from-step`` shows the record of its last run for the date.
+stage_events (only the files not staged before; the dates they touch merged),
+extract_interactions over the training window (the ``daily.train_window_days``
+days up to the date), train_multidae, infer_recommendations, analyze_ab over
+the experiment's window with tonight's sequential look, botify reload, and
+retention (``--dry-run``: plan only). Every output is named after the date and
+every read ends at it, so a night gives the same outputs whenever it runs: a
+re-run replaces that day's outputs, and ``--from D1 --to D2`` runs each date in
+order as its own night. A backfill remembers the dates done and the step that
+failed (``<log_dir>/backfill-D1_D2.json``), so the same command resumes there.
+While serving is held (``botify hold``, ``botify rollback``) the jobs move no
+pointer and the reload step is skipped ("held"). A lock file keeps two runs
+from overlapping; each step writes its own log; the first failing step stops
+the run with a non-zero exit naming it. Each night is printed as one table
+from the steps' run records (``<root>/runs/<job>/<start>-daily-<date>.json``,
+common.run_record); a step skipped by ``--from-step`` shows the record of its
+last run for the date.
 """
 from __future__ import annotations
 
 import argparse
 import datetime as dt
 import fcntl
+import json
 import logging
 import os
 import sys
@@ -25,19 +34,31 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from common import run_record
+from common import run_record, serving_control
 from common.config import add_config_arguments, load_config
-from common.storage import FsspecStorage, to_uri
+from common.event_log_reader import STAGED_MANIFEST
+from common.storage import FsspecStorage, join, to_uri
 from pipeline import processes
-from pipeline.processes import REPO, StepFailed, command
+from pipeline.processes import PYTHON, REPO, StepFailed, command
 
 log = logging.getLogger("daily")
 
-STEPS = ("upload", "stage_events", "extract_interactions", "train_multidae", "infer_recommendations", "analyze_ab", "reload")
+STEPS = ("upload", "stage_events", "extract_interactions", "train_multidae", "infer_recommendations", "analyze_ab",
+         "reload", "retention")
+HELD = "held"
+
+
+def train_window(date: str, days: Optional[int]) -> List[str]:
+    """--from-date/--to-date of the training window ending on ``date`` (everything up to it without ``days``)."""
+    if not days:
+        return ["--to-date", date]
+    first = dt.date.fromisoformat(date) - dt.timedelta(days=int(days) - 1)
+    return ["--from-date", first.isoformat(), "--to-date", date]
 
 
 def step_commands(config: dict, date: str, master: str, overrides: List[str],
-                  record_id: Optional[str] = None, profile: Optional[str] = None) -> Dict[str, List[str]]:
+                  record_id: Optional[str] = None, profile: Optional[str] = None,
+                  dry_run: bool = False) -> Dict[str, List[str]]:
     """The argv of each step for ``date`` (pure: tested without running anything); Spark steps name their
     run record ``record_id``."""
     daily = config["daily"]
@@ -53,13 +74,15 @@ def step_commands(config: dict, date: str, master: str, overrides: List[str],
                    "--no-progress", *sets],
         "stage_events": [*submit, "stage_events", *master_args, "--run", date, "--input", f"logs/{daily['dataset']}",
                          "--dataset", daily["dataset"], *sets],
-        "extract_interactions": [*submit, "extract_interactions", *master_args, "--run", date, "--input", staged, *sets],
+        "extract_interactions": [*submit, "extract_interactions", *master_args, "--run", date, "--input", staged,
+                                 *train_window(date, daily.get("train_window_days")), *sets],
         "train_multidae": [*submit, "train_multidae", *master_args, "--interactions", date, "--version", date, *sets],
         "infer_recommendations": [*submit, "infer_recommendations", *master_args, "--model-version", date,
                                   "--version", date, *sets],
         "analyze_ab": [*submit, "analyze_ab", *master_args, "--experiment", daily["experiment"],
-                       "--control", daily["control"], "--input", staged, "--run", date, *sets],
+                       "--control", daily["control"], "--input", staged, "--run", date, "--to-date", date, *sets],
         "reload": [command("botify"), "reload", "--url", daily["botify_url"], "--version", date],
+        "retention": [PYTHON, "-m", "pipeline.retention", "--date", date, *(["--dry-run"] if dry_run else []), *sets],
     }
     return {name: argv + record if argv[0] == submit[0] else argv for name, argv in commands.items()}
 
@@ -101,6 +124,11 @@ def night_row(step: str, ran: Optional[dict], record: Optional[dict]) -> dict:
             "rows written": _rows(record["outputs"]) if record else "-",
             "quarantined": f"{sum(record['quarantined'].values()):,}" if record else "-",
             "run record": f"{record['job']}/{record['run_id']}.json" if record else "-"}
+
+
+def held_row(step: str, hold: dict) -> dict:
+    return {"step": step, "status": HELD, "error": None, "seconds": "-", "rows read": "-", "rows written": "-",
+            "quarantined": "-", "run record": f"hold since {hold.get('since')}: {hold.get('reason')}"}
 
 
 def render_night(date: str, rows: Sequence[dict]) -> str:
@@ -165,59 +193,163 @@ class Lock:
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="botify-daily", description=__doc__.split("\n")[0])
     add_config_arguments(parser)
-    parser.add_argument("--date", default=(dt.datetime.now(dt.timezone.utc).date()).isoformat(),
-                        help="the day to run (default: today, UTC); outputs are named after it")
+    parser.add_argument("--date", help="the day to run (default: today, UTC); outputs are named after it")
+    parser.add_argument("--from", dest="from_date", help="backfill: the first date of a range run night by night")
+    parser.add_argument("--to", dest="to_date", help="backfill: the last date of the range (inclusive)")
     parser.add_argument("--master", help="Spark master (default: daily.master)")
     parser.add_argument("--profile", help="Spark profile in conf/spark/ for the jobs (default: from the master)")
     parser.add_argument("--from-step", choices=STEPS, help="skip the steps before this one (resume after a failure)")
     parser.add_argument("--only", choices=STEPS, action="append", help="run only these steps (repeatable)")
+    parser.add_argument("--dry-run", action="store_true", help="the retention step plans and deletes nothing")
     args = parser.parse_args(argv)
-    try:
-        dt.date.fromisoformat(args.date)
-    except ValueError:
-        parser.error(f"--date {args.date!r} is not YYYY-MM-DD")
+    if args.date and (args.from_date or args.to_date):
+        parser.error("--date runs one night; --from/--to a range: not both")
+    if bool(args.from_date) != bool(args.to_date):
+        parser.error("a backfill needs both --from and --to")
+    for flag, value in (("--date", args.date), ("--from", args.from_date), ("--to", args.to_date)):
+        if value is not None:
+            try:
+                dt.date.fromisoformat(value)
+            except ValueError:
+                parser.error(f"{flag} {value!r} is not YYYY-MM-DD")
+    if args.from_date and args.from_date > args.to_date:
+        parser.error(f"--from {args.from_date} is after --to {args.to_date}")
     return args
+
+
+def nights(args: argparse.Namespace, today: dt.date) -> List[str]:
+    if not args.from_date:
+        return [args.date or today.isoformat()]
+    first, last = dt.date.fromisoformat(args.from_date), dt.date.fromisoformat(args.to_date)
+    return [(first + dt.timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
+
+
+def first_staged_date(config: dict) -> Optional[str]:
+    """The first date the dataset holds, from its staging manifest (None before anything was staged)."""
+    uri = join(to_uri(config["storage"]["root"], base=str(REPO)), "events", config["daily"]["dataset"],
+               STAGED_MANIFEST)
+    storage = FsspecStorage()
+    try:
+        dates = json.loads(storage.read_text(uri))["dates"] if storage.exists(uri) else {}
+    except (OSError, ValueError, KeyError) as exc:
+        log.warning("could not read %s: %s", uri, exc)
+        return None
+    return min(dates) if dates else None
+
+
+def refused_dates(dates: Sequence[str], today: dt.date, first: Optional[str]) -> Optional[str]:
+    """Why a range cannot run: a date in the future, or before the first staged log."""
+    future = [d for d in dates if d > today.isoformat()]
+    if future:
+        return f"{future[0]} is in the future (today is {today.isoformat()} UTC): its logs do not exist yet"
+    if first and dates[0] < first:
+        return f"{dates[0]} is before the first staged log ({first}): nothing to run it on"
+    return None
+
+
+class Backfill:
+    """What a backfill has done, kept in the log folder so that the same command resumes where it failed."""
+
+    def __init__(self, log_dir: Path, dates: Sequence[str]):
+        self.path = log_dir / f"backfill-{dates[0]}_{dates[-1]}.json" if len(dates) > 1 else None
+        self.state = json.loads(self.path.read_text()) if self.path and self.path.exists() else {"done": [],
+                                                                                                   "failed": None}
+
+    def resume_step(self, date: str) -> Optional[str]:
+        failed = self.state["failed"]
+        return failed["step"] if failed and failed["date"] == date else None
+
+    def save(self, date: str, failed_step: Optional[str]) -> None:
+        if self.path is None:
+            return
+        if failed_step:
+            self.state["failed"] = {"date": date, "step": failed_step}
+        else:
+            self.state["done"] = sorted(set(self.state["done"]) | {date})
+            self.state["failed"] = None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(self.state, indent=2))
+
+
+def serving_hold(config: dict) -> Optional[dict]:
+    root = to_uri(config["storage"]["root"], base=str(REPO))
+    try:
+        return serving_control.held(FsspecStorage(), join(root, "recommendations"))
+    except (OSError, ValueError) as exc:  # unreadable: assume held, never reload over an operator's decision
+        return {"since": "?", "reason": f"hold marker unreadable ({exc})"}
+
+
+def run_night(config: dict, args: argparse.Namespace, date: str, master: str, from_step: Optional[str]) -> tuple:
+    """One night: its steps in order until one fails; (exit code, failed step or None)."""
+    daily = config["daily"]
+    selected = [s for s in daily["steps"] if s in STEPS]
+    if from_step:
+        selected = selected[selected.index(from_step):] if from_step in selected else []
+    if args.only:
+        selected = [s for s in selected if s in args.only]
+    night = run_record.new_id(f"daily-{date}")
+    commands = step_commands(config, date, master, args.overrides, night, args.profile, args.dry_run)
+    log_dir = Path(daily["log_dir"]) / date
+    log_dir.mkdir(parents=True, exist_ok=True)
+    ran: Dict[str, dict] = {}
+    held: Dict[str, dict] = {}
+    for name in selected:
+        hold = serving_hold(config) if name == "reload" else None
+        if hold is not None:
+            log.warning("step reload skipped: serving is held since %s (%s)", hold.get("since"), hold.get("reason"))
+            held[name] = hold
+            continue
+        start = time.monotonic()
+        log.info("%s step %s (log: %s)", date, name, log_dir / f"{name}.log")
+        try:
+            processes.run(commands[name], log_file=log_dir / f"{name}.log", cwd=REPO)
+        except StepFailed as exc:
+            ran[name] = {"status": run_record.FAILED, "seconds": time.monotonic() - start, "error": str(exc)}
+            break
+        ran[name] = {"status": run_record.SUCCEEDED, "seconds": time.monotonic() - start}
+        log.info("step %s done in %.0fs", name, ran[name]["seconds"])
+    records = night_records(config, commands, date, night, ran)
+    rows = [held_row(step, held[step]) if step in held else night_row(step, ran.get(step), records.get(step))
+            for step in daily["steps"] if step in STEPS]
+    print(render_night(date, rows), end="", flush=True)
+    failed = next((row for row in rows if row["step"] in ran and ran[row["step"]]["status"] == run_record.FAILED), None)
+    if failed:
+        log.error("daily run %s failed at step %s: %s", date, failed["step"], failed["error"])
+        return 1, failed["step"]
+    log.info("daily run %s complete: %s", date, ", ".join(selected))
+    return 0, None
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     config = load_config(args.config, args.overrides)
-    daily = config["daily"]
-    master = args.master or daily["master"]
-    selected = [s for s in daily["steps"] if s in STEPS]
-    if args.from_step:
-        selected = selected[selected.index(args.from_step):] if args.from_step in selected else []
-    if args.only:
-        selected = [s for s in selected if s in args.only]
-    night = run_record.new_id(f"daily-{args.date}")
-    commands = step_commands(config, args.date, master, args.overrides, night, args.profile)
-    log_dir = Path(daily["log_dir"]) / args.date
-    log_dir.mkdir(parents=True, exist_ok=True)
-    ran: Dict[str, dict] = {}
+    master = args.master or config["daily"]["master"]
+    today = dt.datetime.now(dt.timezone.utc).date()
+    dates = nights(args, today)
+    refused = refused_dates(dates, today, first_staged_date(config))
+    if refused:
+        log.error("botify-daily: not run: %s", refused)
+        return 2
+    backfill = Backfill(Path(config["daily"]["log_dir"]), dates)
     try:
-        with Lock(Path(daily["lock_file"])):
-            for name in selected:
-                start = time.monotonic()
-                log.info("step %s (log: %s)", name, log_dir / f"{name}.log")
-                try:
-                    processes.run(commands[name], log_file=log_dir / f"{name}.log", cwd=REPO)
-                except StepFailed as exc:
-                    ran[name] = {"status": run_record.FAILED, "seconds": time.monotonic() - start, "error": str(exc)}
-                    break
-                ran[name] = {"status": run_record.SUCCEEDED, "seconds": time.monotonic() - start}
-                log.info("step %s done in %.0fs", name, ran[name]["seconds"])
+        with Lock(Path(config["daily"]["lock_file"])):
+            todo = [d for d in dates if d not in backfill.state["done"]] if len(dates) > 1 else dates
+            if len(todo) < len(dates):
+                log.info("backfill: %d of %d dates done by an earlier run of the same command", len(dates) - len(todo),
+                         len(dates))
+            for i, date in enumerate(todo):
+                from_step = (args.from_step if i == 0 else None) or backfill.resume_step(date)
+                code, failed_step = run_night(config, args, date, master, from_step)
+                backfill.save(date, failed_step)
+                if code:
+                    if len(dates) > 1:
+                        log.error("backfill stopped at %s, step %s: the same command resumes there", date,
+                                  failed_step)
+                    return code
     except StepFailed as exc:  # the lock
-        log.error("daily run %s not started: %s", args.date, exc)
+        log.error("daily run %s not started: %s", dates[0], exc)
         return 1
-    records = night_records(config, commands, args.date, night, ran)
-    rows = [night_row(step, ran.get(step), records.get(step)) for step in daily["steps"] if step in STEPS]
-    print(render_night(args.date, rows), end="", flush=True)
-    failed = next((row for row in rows if row["step"] in ran and ran[row["step"]]["status"] == run_record.FAILED), None)
-    if failed:
-        log.error("daily run %s failed at step %s: %s", args.date, failed["step"], failed["error"])
-        return 1
-    log.info("daily run %s complete: %s", args.date, ", ".join(selected))
     return 0
 
 

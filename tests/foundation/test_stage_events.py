@@ -175,3 +175,24 @@ def test_extract_refuses_staged_events_that_do_not_match_their_manifest(spark, t
         extract_interactions.run(spark, config, f"file://{tmp_path}/events/train", "r1",
                                  f"file://{tmp_path}/world/tracks.jsonl")
     assert not (tmp_path / "interactions").exists()
+
+
+@pytest.mark.slow
+def test_a_window_reads_only_its_dates_and_its_lines_are_the_windows_count(spark, tmp_path):
+    days = [events(D1 + i * DAY, 3 + i) for i in range(3)]  # 2024-10-04 .. 2024-10-06
+    for i, day in enumerate(days):
+        write(tmp_path / "logs" / "train" / f"{i}.jsonl", day + day[:1])  # one copy a day
+    write(tmp_path / "world" / "tracks.jsonl", [{"track": t, "artist": "a", "title": str(t)} for t in range(7)])
+    stage(spark, tmp_path, "s1")
+    config = load_config("pipeline.yml", [f"storage.root=file://{tmp_path}"])
+    window = ("2024-10-05", "2024-10-06")
+    manifest_ = extract_interactions.run(spark, config, f"file://{tmp_path}/events/train", "w",
+                                         f"file://{tmp_path}/world/tracks.jsonl", window)
+    # Counted independently, from the raw files: the lines whose timestamp falls in the window's days.
+    lines = [json.loads(line) for f in sorted((tmp_path / "logs" / "train").iterdir())
+             for line in f.read_text().splitlines()]
+    in_window = [e for e in lines if D1 + DAY <= e["timestamp"] < D1 + 3 * DAY]
+    assert manifest_["lines"] == len(in_window) == 4 * 4 + 1 + 5 * 4 + 1
+    assert manifest_["events"] == len(in_window) - 2 and manifest_["window"] == list(window)
+    users = spark.read.parquet(f"file://{tmp_path}/interactions/w/users").count()
+    assert users == 5  # day 1's users 0-2 come back on days 2 and 3; 3 and 4 are new
