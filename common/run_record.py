@@ -148,6 +148,7 @@ class RunRecord:
         self.outputs: List[dict] = []
         self.quarantined: Dict[str, int] = {}
         self.stages: Dict[str, float] = {}
+        self.attempts: List[dict] = []  # a stage retried inside the job (training after a lost executor)
         self.spark: Dict[str, Optional[str]] = {}
         self.code = build_info()
         self.exit_code = 0  # the job's return value, set by the launcher
@@ -159,7 +160,7 @@ class RunRecord:
             "arguments": self.arguments, "started_at": self.started_at, "finished_at": self.finished_at,
             "seconds": self.seconds, **self.code, "spark": self.spark,
             "inputs": self.inputs, "outputs": self.outputs, "quarantined": dict(sorted(self.quarantined.items())),
-            "stages": self.stages, "config": redacted(self.config),
+            "stages": self.stages, "attempts": self.attempts, "config": redacted(self.config),
         }
 
     def note_session(self, spark) -> None:
@@ -309,6 +310,13 @@ def quarantined(reasons: Mapping[str, int]) -> None:
         for reason, n in reasons.items():
             if n:
                 _active.quarantined[reason] = _active.quarantined.get(reason, 0) + int(n)
+
+
+def attempted(stage_name: str, attempt: int, outcome: str, error: Optional[str] = None) -> None:
+    """One attempt of a stage the job retries itself: its number, how it ended and why."""
+    if _active is not None:
+        _active.attempts.append({"stage": stage_name, "attempt": int(attempt), "outcome": outcome,
+                                 "error": None if error is None else error[:2000]})
 
 
 def configured(config: dict) -> None:

@@ -35,7 +35,6 @@ import uuid
 from typing import Dict, List, Mapping, Sequence
 
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 
 from common import event_log_reader, run_record, sessions
 from common.config import load_config

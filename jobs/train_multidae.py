@@ -26,6 +26,7 @@ import datetime as dt
 import io
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass
 from typing import Dict, Optional, Sequence
@@ -45,6 +46,7 @@ from common.model import MultiDAE
 from common.paths import resolve
 from common.spark import add_job_arguments, get_session
 from common import run_record
+from common.run_record import describe_error
 from common.stopwatch import logged_time
 from common.storage import HadoopStorage, atomic_output, join, write_pointer
 from common.training import Knobs, load_training_config, with_profile
@@ -123,6 +125,18 @@ def prepare(spark: SparkSession, storage, config: Dict, run: Optional[str]) -> P
     return prepared
 
 
+# pyspark 4.0 runs TorchDistributor's barrier stage as a result stage, which Spark never retries (SPARK-25161):
+# one lost executor aborts it. These are the scheduler's words for losing an executor or its node, never for
+# an exception inside a rank (that one is the rank's traceback, and retrying would only repeat it).
+_LOST_EXECUTOR = re.compile(r"ExecutorLostFailure|Executor heartbeat timed out|Container (killed|marked as failed|"
+                            r"released)|Lost executor|Slave lost|Node .* (lost|decommission)")
+
+
+def lost_an_executor(error: str) -> bool:
+    """Whether a failed barrier stage failed because an executor (or its node) went away."""
+    return bool(_LOST_EXECUTOR.search(error)) and "PythonException" not in error.split("Caused by")[0]
+
+
 def train(spark: SparkSession, config: Dict, version: str, data: Prepared) -> Dict:
     """Run the rank function under TorchDistributor; returns rank 0's final ``last.pt`` state and the ranks' answer."""
     from petastorm.spark import SparkDatasetConverter, make_spark_converter
@@ -145,10 +159,23 @@ def train(spark: SparkSession, config: Dict, version: str, data: Prepared) -> Di
         launched_at=time.time())
     log.info("training version %s (%s) with %d process(es), local_mode=%s, use_gpu=%s (re-run with --version %s to resume)",
              version, knobs, processes, dist_cfg["local_mode"], dist_cfg["use_gpu"], version)
+    attempts = max(1, int(dist_cfg.get("max_attempts", 1)))
     try:
-        with training.ship_by_value(), logged_time(log, "TorchDistributor ran the ranks"):
-            result = TorchDistributor(num_processes=processes, local_mode=bool(dist_cfg["local_mode"]),
-                                      use_gpu=bool(dist_cfg["use_gpu"])).run(training.train_rank, spec)
+        for attempt in range(1, attempts + 1):
+            try:
+                with training.ship_by_value(), logged_time(log, "TorchDistributor ran the ranks"):
+                    result = TorchDistributor(num_processes=processes, local_mode=bool(dist_cfg["local_mode"]),
+                                              use_gpu=bool(dist_cfg["use_gpu"])).run(training.train_rank, spec)
+                run_record.attempted("train", attempt, "succeeded")
+                break
+            except Exception as exc:
+                error = f"{describe_error(exc)}\n{exc}"
+                retry = attempt < attempts and lost_an_executor(error)
+                run_record.attempted("train", attempt, "retried: lost an executor" if retry else "failed", error)
+                if not retry:
+                    raise
+                log.warning("training attempt %d of %d lost an executor; resuming from the last checkpoint in %s: %s",
+                            attempt, attempts, work_uri, error.splitlines()[0][:300])
     finally:
         converter.delete()
         data.train_items.unpersist()
