@@ -24,3 +24,15 @@ if command -v mvn >/dev/null; then
 else
   echo "bootstrap: no Maven (mvn): the Hadoop mini cluster (tests/yarn, botify-demo --cluster yarn) cannot be built" >&2
 fi
+# promtool checks and unit-tests conf/prometheus/ (tests/ops/test_deploy.py; docs/deploy.md#prometheus). Debian's
+# `prometheus` package ships /usr/bin/promtool (it also installs the Prometheus server, which a systemd host starts:
+# `systemctl disable --now prometheus` where it is not wanted). Without root the tests say so and skip.
+if ! command -v promtool >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus \
+        >/dev/null; } || echo "bootstrap: apt-get install prometheus failed: no promtool, the Prometheus rule tests skip" >&2
+  else
+    echo "bootstrap: no promtool (the Prometheus rule tests skip): as root, apt-get install --no-install-recommends" \
+         "prometheus (Debian/Ubuntu), or put promtool from a Prometheus release on PATH" >&2
+  fi
+fi

@@ -12,7 +12,9 @@ unknown path is ``other``), status codes, experiment arms, recommender names,
 answer sources, set names. No user or track id is ever a label. The version a
 set serves is not a counter label either: it is read from the worker's
 ``Service`` at scrape time (``ServedVersions``), so a replaced version leaves
-no stale series behind.
+no stale series behind. Readiness and the publish time of each served version
+(``ServingState``) are read the same way, at scrape time, from the answering
+worker's view of Redis.
 """
 from __future__ import annotations
 
@@ -84,6 +86,8 @@ class Recorder:
                                  "Redis was unavailable, by route template", ["route"])
         self._reloads = Counter("botify_reloads", "Artifact loads by trigger (start, admin, recovery) and outcome "
                                 "(loaded, rejected, storage_unavailable, busy, redis_error, not_needed)", ["trigger", "outcome"])
+        for trigger in ("start", "admin", "recovery"):  # at 0 from the start, so the first rejection is an increase
+            self._reloads.labels(trigger, "rejected")
         self._lines = Counter("botify_event_log_lines", "Event log lines written")
         self._rotations = Counter("botify_event_log_rotations", "Event log files completed, by reason (size, age, "
                                   "request, shutdown)", ["reason"])
@@ -158,12 +162,68 @@ class ServedVersions:
         yield family
 
 
-def exposition(versions: Callable[[], Optional[dict]]) -> tuple:
+# The namespace meta field (one per set, ``published_at:<set>`` beside ``recommendations:<set>``) holding the served
+# version's _MANIFEST.json ``created_at``: when the job published it (botify/store.py writes it at each load).
+PUBLISHED_FIELD = "published_at"
+
+
+def _epoch(iso: str) -> Optional[float]:
+    import datetime as dt
+
+    try:
+        moment = dt.datetime.fromisoformat(iso)
+    except (TypeError, ValueError):
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)).timestamp()
+
+
+class ServingState:
+    """A collector: ``botify_ready`` (what ``GET /readyz`` would answer, 1 or 0) and
+    ``botify_served_version_published_timestamp_seconds{set}`` for what the answering worker serves.
+
+    ``readiness``: ``Service.readiness`` (``(ready, detail)``, the detail naming the active namespace);
+    ``meta``: ``Store.meta`` (namespace -> its meta hash). A Redis failure costs a sample, never the scrape."""
+
+    def __init__(self, readiness: Callable[[], tuple], meta: Callable[[str], dict]):
+        self.readiness = readiness
+        self.meta = meta
+
+    def collect(self):
+        from prometheus_client.core import GaugeMetricFamily
+
+        from botify.settings import DEFAULT_SET
+
+        try:
+            ready, detail = self.readiness()
+        except Exception:  # noqa: BLE001 (a scrape must answer whatever Redis does)
+            ready, detail = False, {}
+        yield GaugeMetricFamily("botify_ready", "1 while the answering worker is ready (GET /readyz answers 200): "
+                                "Redis holds the catalog and every served recommendation set; else 0", value=int(ready))
+        published = GaugeMetricFamily("botify_served_version_published_timestamp_seconds", "When the version each "
+                                      "recommendation set serves was published (its _MANIFEST.json created_at, "
+                                      "Unix time); no sample for a set without lists", labels=["set"])
+        namespace = detail.get("namespace")
+        try:
+            meta = self.meta(namespace) if namespace else {}
+        except Exception:  # noqa: BLE001
+            meta = {}
+        for key, value in sorted(meta.items()):
+            field, _, name = key.partition(":")
+            seconds = _epoch(value) if field == PUBLISHED_FIELD and value else None
+            if seconds is not None:
+                published.add_metric([name or DEFAULT_SET], seconds)
+        yield published
+
+
+def exposition(versions: Callable[[], Optional[dict]], readiness: Optional[Callable[[], tuple]] = None,
+               meta: Optional[Callable[[str], dict]] = None) -> tuple:
     """``(body, content type)`` of a scrape: every worker's counts (multiprocess mode) or this process's."""
     from prometheus_client import REGISTRY, CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 
     served = CollectorRegistry()
     served.register(ServedVersions(versions))
+    if readiness is not None and meta is not None:
+        served.register(ServingState(readiness, meta))
     if not os.environ.get(ENV):
         return generate_latest(REGISTRY) + generate_latest(served), CONTENT_TYPE_LATEST
     multiprocess.MultiProcessCollector(served)

@@ -31,5 +31,5 @@ def scrape():
     service = current_app.extensions["botify"]
     if not service.metrics.enabled:
         return jsonify(error="metrics are off (metrics.enabled: false)"), 404
-    body, content_type = metrics.exposition(lambda: service.serving)
+    body, content_type = metrics.exposition(lambda: service.serving, service.readiness, service.store.meta)
     return Response(body, content_type=content_type)

@@ -249,6 +249,7 @@ class Store:
             meta[set_field("recommendations", recs_set)] = recs.version if recs else ""
             meta[set_field("model_version", recs_set)] = str(recs.manifest.get("model_version", "")) if recs else ""
             meta[set_field("users", recs_set)] = str(len(recs.lists)) if recs else "0"
+            meta[set_field("published_at", recs_set)] = str(recs.manifest.get("created_at", "")) if recs else ""
         self.r.hset(self.key(ns, "meta"), mapping=meta)
         return meta
 

@@ -2,7 +2,8 @@
 
 Long-lived children (botify's gunicorn master and workers, Spark's JVM and its Python workers, Hadoop's mini
 cluster, a standalone Spark master) are started with ``start_new_session=True`` so that one signal to the
-group reaches every descendant; this is the one place that sends it.
+group reaches every descendant; this is the one place that sends it (and that kills one outright, as a
+crash would, for the fault tests).
 """
 from __future__ import annotations
 
@@ -28,3 +29,11 @@ def stop_group(proc: subprocess.Popen, timeout: float = 20.0, kill_timeout: floa
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+def kill_group(pid: int) -> None:
+    """SIGKILL the process group ``pid`` leads, at once: what a crash or an OOM killer does (fault tests)."""
+    try:
+        os.killpg(os.getpgid(pid), signal.SIGKILL)
+    except ProcessLookupError:
+        pass

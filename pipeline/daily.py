@@ -38,7 +38,7 @@ from common import run_record, serving_control
 from common.config import add_config_arguments, load_config
 from common.event_log_reader import STAGED_MANIFEST
 from common.storage import FsspecStorage, join, to_uri
-from pipeline import processes
+from pipeline import night_metrics, processes
 from pipeline.processes import PYTHON, REPO, StepFailed, command
 
 log = logging.getLogger("daily")
@@ -312,6 +312,11 @@ def run_night(config: dict, args: argparse.Namespace, date: str, master: str, fr
     rows = [held_row(step, held[step]) if step in held else night_row(step, ran.get(step), records.get(step))
             for step in daily["steps"] if step in STEPS]
     print(render_night(date, rows), end="", flush=True)
+    if daily.get("metrics_textfile") and not args.dry_run:
+        try:
+            night_metrics.write_textfile(daily["metrics_textfile"], date, rows)
+        except (OSError, ValueError) as exc:  # a report: it must not fail the night
+            log.warning("nightly metrics not written to %s: %s", daily["metrics_textfile"], exc)
     failed = next((row for row in rows if row["step"] in ran and ran[row["step"]]["status"] == run_record.FAILED), None)
     if failed:
         log.error("daily run %s failed at step %s: %s", date, failed["step"], failed["error"])

@@ -4,7 +4,6 @@ staging and extraction steps, on local Spark)."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -12,6 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from common.process_group import kill_group
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
@@ -43,7 +44,7 @@ def kill_when_running(pattern: str, stop: threading.Event) -> None:
             except OSError:
                 continue
             if all(word in cmdline for word in pattern.split()) and "launcher.submit" in cmdline:
-                os.killpg(os.getpgid(int(pid)), signal.SIGKILL)
+                kill_group(int(pid))
                 return
         time.sleep(0.2)
 
