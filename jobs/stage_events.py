@@ -139,7 +139,7 @@ def run(spark: SparkSession, config: dict, input_uri: str, dataset: str, run_id:
     previous = event_log_reader.read_staged_manifest(storage, dataset_uri) \
         if event_log_reader.is_staged(storage, dataset_uri) else {}
     listing = storage.list_files(input_uri)
-    if not listing:
+    if not listing and not previous:  # a dataset staged before may have had its raw logs removed by retention
         raise FileNotFoundError(f"stage_events: no log files under {input_uri}")
     todo = new_inputs(listing, previous.get("inputs", {}))
     if not todo:
