@@ -131,6 +131,15 @@ def held_row(step: str, hold: dict) -> dict:
             "quarantined": "-", "run record": f"hold since {hold.get('since')}: {hold.get('reason')}"}
 
 
+def retention_table(log_file: Path, date: str, ran: bool) -> str:
+    """The retention step's own table (what it deleted or would, per kind), from its log, for the night's."""
+    if not ran or not log_file.exists():
+        return ""
+    text = log_file.read_text(errors="replace")
+    at = text.rfind(f"retention {date}")
+    return "" if at < 0 else text[at:].rstrip("\n") + "\n"
+
+
 def render_night(date: str, rows: Sequence[dict]) -> str:
     widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in COLUMNS}
     numeric = COLUMNS[2:-1]
@@ -311,7 +320,8 @@ def run_night(config: dict, args: argparse.Namespace, date: str, master: str, fr
     records = night_records(config, commands, date, night, ran)
     rows = [held_row(step, held[step]) if step in held else night_row(step, ran.get(step), records.get(step))
             for step in daily["steps"] if step in STEPS]
-    print(render_night(date, rows), end="", flush=True)
+    print(render_night(date, rows) + retention_table(log_dir / "retention.log", date, "retention" in ran),
+          end="", flush=True)
     if daily.get("metrics_textfile") and not args.dry_run:
         try:
             night_metrics.write_textfile(daily["metrics_textfile"], date, rows)

@@ -43,7 +43,8 @@ def nights(tmp_path_factory):
     sim("bulk", "--events", "400", "--world", str(work / "warehouse" / "world"), "--experiment", "AB:2",
         "--files", "1", "--seed", "99", "--out", str(late), "--date", D1)
     sets = [f"storage.root={root}", f"daily.botify_log_dir={logs}", f"daily.log_dir={work / 'daily-logs'}",
-            f"daily.lock_file={work / 'daily.lock'}", "daily.train_window_days=2", "daily.master=local[2]", *TINY]
+            f"daily.lock_file={work / 'daily.lock'}", "daily.train_window_days=2", "daily.master=local[2]",
+            f"daily.metrics_textfile={work / 'botify_nightly.prom'}", *TINY]
     argv = [str(BIN / "botify-daily"), "--from", D1, "--to", D3, *sum((["--set", s] for s in sets), [])]
     with botify_serve(root, work) as (base, _):
         env = {**os.environ, "BOTIFY_ADMIN_TOKEN": TOKEN}
@@ -88,6 +89,17 @@ def test_three_nights_ran_in_order_and_the_held_ones_reloaded_nothing(nights):
     assert (recs / "LATEST").read_text().strip() == D1
     assert all((recs / d / "_SUCCESS").exists() for d in (D1, D2, D3))
     assert json.loads((recs / "HOLD").read_text())["reason"] == "looking into D1"
+
+
+def test_each_night_reports_its_retention_and_leaves_a_metric_for_prometheus(nights):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for date in (D1, D2, D3):
+        night = nights["out"][nights["out"].index(f"botify-daily {date}"):]
+        assert f"retention {date}" in night.split("botify-daily ", 2)[1]
+    metrics = {s.name: s.value for f in text_string_to_metric_families((nights["work"] / "botify_nightly.prom").read_text())
+               for s in f.samples}
+    assert metrics["botify_nightly_last_success_timestamp_seconds"] > 0 and metrics["botify_nightly_held"] == 1
 
 
 def test_the_late_file_was_staged_into_its_own_date_on_the_next_night(nights):
