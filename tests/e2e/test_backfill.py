@@ -3,7 +3,6 @@ single `--date` run gives it, and one killed mid-night resumes at the date and s
 staging and extraction steps, on local Spark)."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from common.process_group import kill_group
+from testkit.procs import command_lines
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
@@ -38,13 +38,9 @@ def prepared(work: Path, name: str) -> list:
 def kill_when_running(pattern: str, stop: threading.Event) -> None:
     """SIGKILL the process group of the first process whose command line holds every word of ``pattern``."""
     while not stop.is_set():
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
+        for pid, cmdline in command_lines():
             if all(word in cmdline for word in pattern.split()) and "launcher.submit" in cmdline:
-                kill_group(int(pid))
+                kill_group(pid)
                 return
         time.sleep(0.2)
 

@@ -1,14 +1,14 @@
 """The whole loop at a small scale, as a user runs it: `botify-demo --scale small`."""
 import json
-import os
 import socket
 import subprocess
-import sys
 from collections import defaultdict
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+
+from testkit.procs import command_lines
 
 REPO = Path(__file__).resolve().parents[2]
 # The whole loop runs in the module fixture: minutes on an idle machine, far more on a loaded one.
@@ -30,17 +30,7 @@ def listening(url):
 
 
 def processes_mentioning(text):
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if text in cmdline:
-            found.append((pid, cmdline[:200]))
-    return found
+    return [(str(pid), cmdline[:200]) for pid, cmdline in command_lines() if text in cmdline]
 
 
 @pytest.fixture(scope="module")

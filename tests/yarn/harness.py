@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from pipeline.minicluster import MiniCluster
+from testkit.procs import command_lines
 
 REPO = Path(__file__).resolve().parents[2]
 APP_ID = re.compile(r"Submitted application (application_\d+_\d+)")
@@ -180,17 +181,8 @@ def local_job(yarn, root, job, *args):
 # -- /proc: finding and killing what YARN started ---------------------------------------------------
 def executor_pids(app_id):
     """PIDs of the executor JVMs YARN started for ``app_id`` (container 1 is the application master)."""
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if "YarnCoarseGrainedExecutorBackend" in cmdline and app_id in cmdline and "java" in cmdline.split()[0]:
-            found.append(int(pid))
-    return found
+    return [pid for pid, cmdline in command_lines()
+            if "YarnCoarseGrainedExecutorBackend" in cmdline and app_id in cmdline and "java" in cmdline.split()[0]]
 
 
 def running_a_task(pid):
