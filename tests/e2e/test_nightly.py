@@ -115,7 +115,7 @@ def test_the_late_file_was_staged_into_its_own_date_on_the_next_night(nights):
 
 
 def test_each_night_trained_on_its_window_and_no_later(nights):
-    for date, first in ((D1, D1), (D2, D1), (D3, D2)):
+    for date, first in ((D1, "2026-11-01"), (D2, D1), (D3, D2)):  # train_window_days=2
         record = json.loads((nights["root"] / "interactions" / date / "_MANIFEST.json").read_text())
         assert record["window"] == [first, date]
 
