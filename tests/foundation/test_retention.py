@@ -301,6 +301,7 @@ def make_config(tmp_path: Path, root: Path) -> dict:
     botify = load_yaml("botify.yml")
     botify["artifacts"]["sets"] = {"als": {"pointer": "LATEST-als", "version": "als-2024-06-10"}}
     botify["experiments"]["AB"]["start"] = dt.date(2024, 2, 15)
+    botify["experiments"]["AB"]["planned_days"] = 200  # still running on 2024-06-30
     (tmp_path / "botify.yml").write_text(yaml.safe_dump(botify))
     config = load_config("pipeline.yml", [
         f"storage.root=file://{root}", f"daily.botify_log_dir={tmp_path / 'botify-logs'}",
@@ -443,3 +444,11 @@ def test_an_experiment_without_a_start_is_windowed_from_its_first_look_or_keeps_
     touch(tmp_path / "warehouse/ab/AB/_SEQUENTIAL.json", json.dumps(history))
     plan = pipeline_retention.plan_for(config, FsspecStorage(), TODAY, SERVED, environ={})
     assert planned(plan, tmp_path) & staged == {"warehouse/events/botify/date=2024-01-01"}
+
+
+def test_an_experiment_past_its_planned_days_protects_only_its_planned_dates(layout):
+    tmp_path, config = layout
+    botify = yaml.safe_load((tmp_path / "botify.yml").read_text())
+    botify["experiments"]["AB"]["planned_days"] = 14  # 2024-02-15 .. 2024-02-28: over by TODAY
+    windows = pipeline_retention.experiment_windows(botify, FsspecStorage(), config["storage"]["root"], "AB", TODAY)
+    assert [(w.first, w.last) for w in windows] == [(dt.date(2024, 2, 15), dt.date(2024, 2, 28))]
