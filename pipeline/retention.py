@@ -290,8 +290,8 @@ def held_versions(storage: Storage, root: str) -> frozenset:
 
 def experiment_windows(botify: dict, storage: Storage, root: str, analysed: Optional[str],
                        today: dt.date) -> List[Window]:
-    """From each experiment's start to today, or to its planned end (``planned_days``) once that has passed:
-    the staged dates analyze_ab reads for it every night.
+    """From each running experiment's start to today: the staged dates analyze_ab reads for it every night.
+    An experiment past its planned end (``planned_days``) has no window: its dates age like any others.
 
     The start is ``experiments.<name>.start`` in botify.yml, else the one its first sequential look recorded
     (``ab/<name>/_SEQUENTIAL.json``). The nightly's experiment (``analysed``) with neither starts at its first
@@ -304,8 +304,10 @@ def experiment_windows(botify: dict, storage: Storage, root: str, analysed: Opti
         first = _as_date(start) if start else recorded_start(storage, root, name)
         if first is not None:
             planned = (spec or {}).get("planned_days") if isinstance(spec, Mapping) else None
-            last = min(today, first + dt.timedelta(days=int(planned) - 1)) if planned else today
-            windows.append(Window(first, last, frozenset({retention.STAGED_EVENTS}), f"experiment {name}'s window"))
+            end = first + dt.timedelta(days=int(planned) - 1) if planned else today
+            if end >= today:  # an experiment past its planned end is no longer read every night
+                windows.append(Window(first, today, frozenset({retention.STAGED_EVENTS}),
+                                      f"experiment {name}'s window"))
         elif name == analysed:
             raise ValueError(f"experiment {name} has no start (botify.yml experiments.{name}.start) and no look "
                              f"recorded yet: its window begins at its first event")

@@ -446,9 +446,12 @@ def test_an_experiment_without_a_start_is_windowed_from_its_first_look_or_keeps_
     assert planned(plan, tmp_path) & staged == {"warehouse/events/botify/date=2024-01-01"}
 
 
-def test_an_experiment_past_its_planned_days_protects_only_its_planned_dates(layout):
+def test_an_experiment_past_its_planned_days_protects_nothing_any_more(layout):
     tmp_path, config = layout
     botify = yaml.safe_load((tmp_path / "botify.yml").read_text())
+    root = config["storage"]["root"]
     botify["experiments"]["AB"]["planned_days"] = 14  # 2024-02-15 .. 2024-02-28: over by TODAY
-    windows = pipeline_retention.experiment_windows(botify, FsspecStorage(), config["storage"]["root"], "AB", TODAY)
-    assert [(w.first, w.last) for w in windows] == [(dt.date(2024, 2, 15), dt.date(2024, 2, 28))]
+    assert pipeline_retention.experiment_windows(botify, FsspecStorage(), root, "AB", TODAY) == []
+    botify["experiments"]["AB"]["planned_days"] = 200  # still running: from its start to today
+    [window] = pipeline_retention.experiment_windows(botify, FsspecStorage(), root, "AB", TODAY)
+    assert (window.first, window.last) == (dt.date(2024, 2, 15), TODAY)
