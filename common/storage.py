@@ -205,12 +205,15 @@ class FsspecStorage(Storage):
         fs, path = self._fs(uri)
         if fs.exists(path):
             fs.rm(path, recursive=True)
+        _drop_local_checksum(fs, path)
 
     def rename(self, src: str, dst: str) -> None:
         fs, src_path = self._fs(src)
         _, dst_path = self._fs(dst)
         fs.makedirs(posixpath.dirname(dst_path), exist_ok=True)
         fs.mv(src_path, dst_path, recursive=True)
+        _drop_local_checksum(fs, src_path)
+        _drop_local_checksum(fs, dst_path)
 
     def mkdirs(self, uri: str) -> None:
         fs, path = self._fs(uri)
@@ -241,11 +244,28 @@ class FsspecStorage(Storage):
         fs.makedirs(posixpath.dirname(path), exist_ok=True)
         with fs.open(path, "wb") as fh:
             fh.write(data)
+        _drop_local_checksum(fs, path)
 
     def read_bytes(self, uri: str) -> bytes:
         fs, path = self._fs(uri)
         with fs.open(path, "rb") as fh:
             return fh.read()
+
+
+def _drop_local_checksum(fs, path: str) -> None:
+    """Remove Hadoop's ``.<name>.crc`` beside a local file this back end wrote, moved or deleted.
+
+    Hadoop's LocalFileSystem (what Spark and HadoopStorage use for file://) checks a local file against that
+    sidecar; a file replaced without it would then fail Hadoop's next read with a ChecksumException (found
+    when retention rewrote _STAGED.json). With no sidecar Hadoop reads the file unchecked, as HDFS has none.
+    """
+    protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+    if "file" not in protocols:
+        return
+    parent, name = posixpath.split(path.rstrip("/"))
+    sidecar = posixpath.join(parent, f".{name}.crc")
+    if fs.exists(sidecar):
+        fs.rm(sidecar)
 
 
 @contextlib.contextmanager

@@ -87,3 +87,17 @@ def test_pointer_and_manifest(backend, warehouse):
     backend.write_text(storage.join(warehouse, "_MANIFEST.json"), "{trunc")
     with pytest.raises(ValueError, match="not valid JSON"):
         read_manifest(backend, warehouse)
+
+
+@pytest.mark.slow
+def test_a_local_file_rewritten_without_a_jvm_still_reads_through_hadoop(spark, warehouse):
+    """Hadoop keeps a .<name>.crc beside each local file it writes; fsspec replacing the file must not leave the
+    old one behind, or Hadoop's next read fails with a ChecksumException (retention rewriting _STAGED.json)."""
+    hadoop, plain = storage.HadoopStorage(spark), storage.FsspecStorage()
+    uri = storage.join(warehouse, "events", "_STAGED.json")
+    hadoop.write_atomically(uri, json.dumps({"dates": list(range(400))}).encode())
+    assert hadoop.read_text(uri).startswith('{"dates"')
+    plain.write_atomically(uri, json.dumps({"dates": list(range(300))}).encode())
+    assert json.loads(hadoop.read_text(uri)) == {"dates": list(range(300))}
+    plain.write_bytes(uri, b'{"dates": []}')
+    assert hadoop.read_text(uri) == '{"dates": []}'
