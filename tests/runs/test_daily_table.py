@@ -55,7 +55,8 @@ def test_the_night_fails_naming_its_step_and_resumes_from_it(tmp_path, capsys, c
     """stage_events succeeds, extract_interactions fails (no catalog); --from-step resumes after the fix."""
     lines = write_logs(tmp_path)
     sets = [f"storage.root=file://{tmp_path}", f"daily.log_dir={tmp_path / 'daily-logs'}",
-            f"daily.lock_file={tmp_path / 'daily.lock'}", "stage.max_error_ratio=0.5"]
+            f"daily.lock_file={tmp_path / 'daily.lock'}", "stage.max_error_ratio=0.5",
+            "daily.train_window_days=null"]  # the logs are from 2024: read every date up to the night
     argv = ["--date", "2026-11-26", "--master", "local[1]", *sum((["--set", s] for s in sets), [])]
     with caplog.at_level(logging.ERROR, logger="daily"):
         code = daily.main([*argv, "--only", "stage_events", "--only", "extract_interactions"])

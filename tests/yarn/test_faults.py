@@ -157,8 +157,10 @@ def test_botify_daily_reports_a_killed_application_and_resumes_from_it(yarn, sta
     date = "2026-12-01"
     daily = [str(Path(sys.executable).parent / "botify-daily"), "--date", date, "--master", "yarn",
              "--profile", "minicluster", "--only", "stage_events", "--only", "extract_interactions"]
+    # The staged logs are from 2023: the training window reads every date up to the night.
     sets = [a for item in [f"storage.root={root}", "daily.dataset=train", f"daily.log_dir={tmp_path / 'logs'}",
-                           f"daily.lock_file={tmp_path / 'daily.lock'}"] for a in ("--set", item)]
+                           f"daily.lock_file={tmp_path / 'daily.lock'}", "daily.train_window_days=null"]
+            for a in ("--set", item)]
     killed = {}
 
     def kill_extract():
@@ -176,3 +178,25 @@ def test_botify_daily_reports_a_killed_application_and_resumes_from_it(yarn, sta
                              env=yarn.env(), timeout=1500)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert fs.exists(join(root, "interactions", date, "_SUCCESS"))
+
+    # The next night one new log file has arrived: staging reads it alone and leaves the other dates be.
+    before = json.loads(fs.read_text(join(root, "events", "train", "_STAGED.json")))
+    subprocess.run([sys.executable, "-m", "sim", "generate", "--seed", "9", "--tracks", "300", "--users", "50",
+                    "--out", str(tmp_path / "world")], check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "sim", "bulk", "--events", "1500", "--world", str(tmp_path / "world"),
+                    "--files", "1", "--date", "2026-12-02", "--out", str(tmp_path / "new-logs")],
+                   check=True, capture_output=True)
+    shipped = subprocess.run([str(Path(sys.executable).parent / "botify-upload"), "train", "--no-progress",
+                              "--log-dir", str(tmp_path / "new-logs"), "--set", f"storage.root={root}"],
+                             capture_output=True, text=True, env=yarn.env(), timeout=300)
+    assert shipped.returncode == 0, shipped.stderr
+    second = subprocess.run([*daily[:2], "2026-12-02", *daily[3:7], "--only", "stage_events", *sets],
+                            capture_output=True, text=True, env=yarn.env(), timeout=1500)
+    assert second.returncode == 0, second.stdout + second.stderr
+    after = json.loads(fs.read_text(join(root, "events", "train", "_STAGED.json")))
+    new_inputs = {u: v for u, v in after["inputs"].items() if u not in before["inputs"]}
+    assert len(new_inputs) == 1 and all(v["run"] == "2026-12-02" for v in new_inputs.values())
+    assert after["dates"]["2026-12-02"]["events"] == 1500
+    assert {d: v for d, v in after["dates"].items() if d != "2026-12-02"} == before["dates"]
+    record = json.loads(fs.read_text(fs.list(join(root, "runs", "stage_events"))[-1]))
+    assert [i["rows"] for i in record["inputs"]] == [1500]
