@@ -9,9 +9,8 @@ executors' working directory) and the packed virtualenv (``--archives
 env-<hash>.tar#environment``) that executors, and in YARN cluster mode the driver,
 run their Python from. The pack is large, so it is built once per content of
 ``requirements.txt`` (and of what is left out) into the user's cache directory,
-where every clone of the project finds it, and reused. It is an uncompressed
-tar without what a CPU node never imports (triton, the GPU compiler): gzip on
-one core was most of a first submit, and YARN unpacks a plain tar as well.
+where every clone of the project finds it, and reused. It leaves out what a
+CPU node never imports (triton, the GPU compiler).
 """
 from __future__ import annotations
 
@@ -49,7 +48,9 @@ LAUNCHER = REPO / "launcher" / "launch.py"
 # torch trains on CPU without triton (it compiles GPU kernels for torch.compile, which no job uses): 0.7 GB less.
 PACK_EXCLUDES = ("lib/python3.11/site-packages/pyspark/jars/*", "lib/python3.11/site-packages/__editable__*",
                  "lib/python3.11/site-packages/triton/*")
-PACK_FORMAT = "tar"
+# A plain .tar would skip gzip's minute on one core, but Spark standalone's unpacking refuses its symlinks
+# (bin/python3.11 -> the interpreter): "expanding ... would create entry outside". Level 1 keeps gzip cheap.
+PACK_FORMAT = "tar.gz"
 
 
 class SubmitError(RuntimeError):
@@ -125,7 +126,7 @@ def packed_env(build: bool = True) -> Path:
             stale.unlink()
     tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")  # two clones packing at once do not collide
     argv = [str(Path(sys.prefix) / "bin" / "venv-pack"), "-p", sys.prefix, "-o", str(tmp),
-            "--format", PACK_FORMAT, "--force", "--quiet"]
+            "--format", PACK_FORMAT, "--compress-level", "1", "--force", "--quiet"]
     for pattern in PACK_EXCLUDES:
         argv += ["--exclude", pattern]
     log.info("packing the Python environment once for these requirements -> %s", target)

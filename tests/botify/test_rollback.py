@@ -20,9 +20,8 @@ BOTIFY = [sys.executable, "-m", "botify"]
 
 
 def served_version(base: str) -> str:
-    scrape = requests.get(base + "/metrics", timeout=10).text
-    return next(line.split('version="')[1].split('"')[0] for line in scrape.splitlines()
-                if 'version="' in line and not line.startswith("#"))
+    """What botify says it serves (GET /): the version in Redis's active namespace, every worker's answer."""
+    return requests.get(base + "/", timeout=10).json()["recommendations"]
 
 
 def cli(root: str, *args: str, base: str = "") -> subprocess.CompletedProcess:
