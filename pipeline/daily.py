@@ -246,13 +246,13 @@ def first_staged_date(config: dict) -> Optional[str]:
     return min(dates) if dates else None
 
 
-def refused_dates(dates: Sequence[str], today: dt.date, first: Optional[str]) -> Optional[str]:
-    """Why a range cannot run: a date in the future, or before the first staged log."""
-    future = [d for d in dates if d > today.isoformat()]
-    if future:
-        return f"{future[0]} is in the future (today is {today.isoformat()} UTC): its logs do not exist yet"
-    if first and dates[0] < first:
-        return f"{dates[0]} is before the first staged log ({first}): nothing to run it on"
+def refused_dates(first: str, last: str, today: dt.date, first_staged: Optional[str]) -> Optional[str]:
+    """Why the nights ``first``..``last`` cannot run: one in the future, or one before the first staged log."""
+    if last > today.isoformat():
+        future = max(dt.date.fromisoformat(first), today + dt.timedelta(days=1)).isoformat()
+        return f"{future} is in the future (today is {today.isoformat()} UTC): its logs do not exist yet"
+    if first_staged and first < first_staged:
+        return f"{first} is before the first staged log ({first_staged}): nothing to run it on"
     return None
 
 
@@ -341,11 +341,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     config = load_config(args.config, args.overrides)
     master = args.master or config["daily"]["master"]
     today = dt.datetime.now(dt.timezone.utc).date()
-    dates = nights(args, today)
-    refused = refused_dates(dates, today, first_staged_date(config))
-    if refused:
+    first = args.from_date or args.date or today.isoformat()
+    refused = refused_dates(first, args.to_date or first, today, first_staged_date(config))
+    if refused:  # checked before the range is expanded: --to far ahead costs nothing
         log.error("botify-daily: not run: %s", refused)
         return 2
+    dates = nights(args, today)
     backfill = Backfill(Path(config["daily"]["log_dir"]), dates)
     try:
         with Lock(Path(config["daily"]["lock_file"])):
