@@ -3,9 +3,9 @@
     .venv/bin/python bench/first_submit.py [--workdir DIR]
 
 In one invocation, on one fresh mini cluster and an empty pack cache:
-1. pack: the environment as it ships now (launcher.submit.packed_env: an
-   uncompressed tar without triton) and, as the baseline, as it shipped
-   before (tar.gz at level 1, triton included), both timed;
+1. pack: the environment as it ships now (launcher.submit.packed_env: a
+   tar.gz at level 1 without triton) and, as the baseline, as it shipped
+   before (the same with triton included), both timed;
 2. upload: the pack and Spark's jars to the cluster's cache directory;
 3. the first ``cluster_check --tasks 1`` on YARN: from the ResourceManager
    accepting it to its first task (the NodeManager localizing and unpacking
@@ -14,7 +14,7 @@ In one invocation, on one fresh mini cluster and an empty pack cache:
 Prints one line; the ratio is the first submit now over the same submit with
 the baseline's pack in its place (its pack time measured, its upload scaled
 from this run's by size; the NodeManager's unpacking of a .tar.gz is not
-measured, so the baseline is, if anything, flattered).
+measured, so the baseline's larger archive is, if anything, flattered).
 """
 import argparse
 import logging
@@ -85,7 +85,7 @@ def main() -> int:
             shutil.rmtree(work, ignore_errors=True)
     now = pack + upload + first
     baseline = old_pack + upload * old_size / size + first  # the old pack, uploaded at the same rate
-    print(f"first_submit: {now:.0f} s now (pack {pack:.0f} s, {size / 1e9:.2f} GB tar; upload {upload:.0f} s; "
+    print(f"first_submit: {now:.0f} s now (pack {pack:.0f} s, {size / 1e9:.2f} GB; upload {upload:.0f} s; "
           f"submit {first:.0f} s, of which start to first task {to_task:.0f} s) vs {baseline:.0f} s with the "
           f"old pack ({old_pack:.0f} s, {old_size / 1e9:.2f} GB tar.gz): {now / baseline:.2f}x")
     return 0

@@ -49,7 +49,7 @@ def standalone_cluster():
     # session-long cluster kept ~30 GB on disk while the Hadoop tests needed theirs.
     from tests.standalone_cluster import StandaloneCluster
 
-    cluster = StandaloneCluster(workers=2, cores=1, memory="2g").start()
+    cluster = StandaloneCluster(workers=1, cores=2, memory="2g").start()
     yield cluster
     cluster.stop()
 

@@ -1,4 +1,7 @@
-"""The whole loop at a small scale, as a user runs it: `botify-demo --scale small`."""
+"""The whole loop at a small scale, as a user runs it: `botify-demo --scale small --train-traffic fast --cuped`.
+
+The training traffic comes from the fast path here (the seed scale's); botify's own BASELINE phase, the
+default, is what the YARN demo runs (tests/yarn/test_demo_on_yarn.py), so the loop runs once per mode."""
 import json
 import socket
 import subprocess
@@ -36,7 +39,8 @@ def processes_mentioning(text):
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("demo") / "run"
-    result = subprocess.run([str(REPO / ".venv" / "bin" / "botify-demo"), "--scale", "small", "--workdir", str(workdir)],
+    result = subprocess.run([str(REPO / ".venv" / "bin" / "botify-demo"), "--scale", "small", "--workdir", str(workdir),
+                             "--train-traffic", "fast", "--ab-sessions", "300", "--cuped"],
                             capture_output=True, text=True, timeout=1800, stdin=subprocess.DEVNULL)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return workdir, result.stdout
@@ -127,15 +131,11 @@ def test_everything_started_is_gone(demo):
     assert processes_mentioning(str(workdir)) == []
 
 
-def test_fast_training_traffic_feeds_the_same_loop(tmp_path):
+def test_fast_training_traffic_feeds_the_same_loop(demo):
     """--train-traffic fast (the seed scale's path): the training logs come from simulate_logs, no botify
     BASELINE phase runs, stage_events stages them like botify's, and the loop still ends in an A/B report
     (with CUPED, whose pre-period is the staged training traffic)."""
-    workdir = tmp_path / "run"
-    result = subprocess.run([str(REPO / ".venv" / "bin" / "botify-demo"), "--scale", "small", "--workdir", str(workdir),
-                             "--train-traffic", "fast", "--ab-sessions", "300", "--cuped"],
-                            capture_output=True, text=True, timeout=1800, stdin=subprocess.DEVNULL)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    workdir, _ = demo
     train = workdir / "warehouse" / "logs" / "train"
     manifest = json.loads((train / "_MANIFEST.json").read_text())
     assert manifest["sessions"] == 2000 and manifest["experiments"] == ["BASELINE"]

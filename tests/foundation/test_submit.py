@@ -151,7 +151,7 @@ def test_too_many_malformed_publishes_nothing(event_root):
     assert not (event_root / "quarantine" / "extract_interactions" / "strict").exists()  # nothing written
 
 
-def test_standalone_cluster_ships_code_and_environment(event_root, standalone_cluster):
+def test_standalone_cluster_ships_code_and_environment(standalone_cluster):
     master = standalone_cluster.master_url
     local_ip = ["--conf", "spark.driver.host=127.0.0.1", "--conf", "spark.driver.bindAddress=127.0.0.1"]
     check = submit("cluster_check", "--master", master, *local_ip, "--tasks", "2", timeout=900)
@@ -164,12 +164,4 @@ def test_standalone_cluster_ships_code_and_environment(event_root, standalone_cl
         assert str(standalone_cluster.dir) in seen["executable"] or "/environment/" in seen["executable"]
         assert "botify-code.zip" in seen["code"], seen
         assert seen["python"].startswith("3.11") and seen["numpy"].startswith("1.26")
-
-    result = submit("extract_interactions", "--master", master, *local_ip, "--run", "cluster",
-                    "--set", f"storage.root={event_root}", timeout=900)
-    assert result.returncode == 0, result.stderr[-3000:] + standalone_cluster.logs()
-    cluster_manifest, cluster_top = read_result(event_root, "cluster")
-    local_manifest, local_top = read_result(event_root, "local")
-    for key in ("lines", "malformed", "events", "row_count", "positives", "users", "tracks", "top_tracks_sha256"):
-        assert cluster_manifest[key] == local_manifest[key], key
-    assert cluster_top == local_top
+    # A job's output on a cluster equal to the local run's is the YARN suite's (tests/yarn/test_jobs_on_yarn.py).
