@@ -156,6 +156,7 @@ def build_command(
     profile: Optional[str] = None,
     conf: Sequence[str] = (),
     build_env: bool = True,
+    python: Optional[str] = None,
     deploy_mode: Optional[str] = None,
 ) -> List[str]:
     check_job(job)
@@ -172,12 +173,23 @@ def build_command(
     argv += ["--py-files", str(build_code_zip()), "--files", ",".join(conf_files())]
     if deploy_mode == "client":
         argv += ["--driver-java-options", f"-Dlog4j2.configurationFile=file:{REPO_CONF_DIR / 'log4j2.properties'}"]
-    if spec.get("ship_env"):
+    python = python or spec.get("python")
+    installed = bool(python) and master.startswith(("yarn", "spark://"))
+    if spec.get("cache_dir") and build_env and (installed or spec.get("ship_env")):
+        settings.setdefault("spark.yarn.archive",
+                            publish_once(spark_jars_archive(SPARK_HOME, BUILD), str(spec["cache_dir"])))
+    if installed:
+        # Installed at the same path on every node (a node image, a shared mount): nothing is packed or shipped.
+        if not Path(str(python)).is_absolute():
+            raise SubmitError(f"--python {python!r} must be an absolute path, the same on every node")
+        for key in ("spark.pyspark.python", "spark.yarn.appMasterEnv.PYSPARK_PYTHON", "spark.executorEnv.PYSPARK_PYTHON"):
+            settings[key] = str(python)
+        if deploy_mode == "client":
+            settings["spark.pyspark.driver.python"] = sys.executable
+    elif spec.get("ship_env"):
         env_archive = str(packed_env(build_env))
         if spec.get("cache_dir") and build_env:
             env_archive = publish_once(Path(env_archive), str(spec["cache_dir"]))
-            settings.setdefault("spark.yarn.archive",
-                                publish_once(spark_jars_archive(SPARK_HOME, BUILD), str(spec["cache_dir"])))
         argv += ["--archives", f"{env_archive}#environment"]
         settings["spark.pyspark.python"] = "./environment/bin/python"
         if deploy_mode == "client":
@@ -200,7 +212,8 @@ def _parser() -> argparse.ArgumentParser:
     # No automatic -h: ``<job> --help`` must reach the job's own parser too (see main).
     parser = argparse.ArgumentParser(
         prog="spark-submit.sh",
-        usage="spark-submit.sh <job> [--master M] [--profile P] [--conf k=v] [--dry-run] [job args...]",
+        usage="spark-submit.sh <job> [--master M] [--profile P] [--deploy-mode D] [--python PATH] [--conf k=v] "
+              "[--dry-run] [job args...]",
         description="Submit a botify pipeline job to local Spark, a standalone cluster or YARN.",
         allow_abbrev=False, add_help=False,
     )
@@ -210,6 +223,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--profile", help="Spark profile in conf/spark/ (default: from the master)")
     parser.add_argument("--deploy-mode", choices=("client", "cluster"),
                         help="where the driver runs (default: the profile's; yarn: cluster)")
+    parser.add_argument("--python", help="the Python environment is installed at this absolute path on every "
+                                         "node: ship none (default: the profile's `python`, else pack and ship)")
     parser.add_argument("--conf", action="append", default=[], help="extra Spark conf key=value (repeatable)")
     parser.add_argument("--dry-run", action="store_true", help="print the spark-submit command, run nothing")
     return parser
@@ -243,7 +258,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.help:
             return print_help(args.job)
         command = build_command(args.job, job_args, args.master, args.profile, args.conf,
-                                build_env=not args.dry_run, deploy_mode=args.deploy_mode)
+                                build_env=not args.dry_run, deploy_mode=args.deploy_mode, python=args.python)
     except (SubmitError, CacheError, HadoopConfError) as exc:
         print(f"spark-submit.sh: {exc}", file=sys.stderr)
         return 2

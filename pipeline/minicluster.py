@@ -1,12 +1,16 @@
 """botify-minicluster: a real single-host Hadoop (HDFS + YARN) for the tests and the demo.
 
     botify-minicluster [--dir DIR] [--nm-memory-mb 8192] [--nm-vcores 4]
+                       [--nodemanagers 1] [--datanodes 1] [--replication R] [--ha]
 
-Hadoop's own servers (NameNode, DataNode, ResourceManager, NodeManager) from
-the pinned Hadoop release on Maven Central, started by the small launcher in
-``hadoop/`` (built with Maven on first use; its jars stay in ``~/.m2``). It
-writes a ``HADOOP_CONF_DIR`` under DIR, prints the lines to export, and runs
-until Ctrl-C or SIGTERM. Every server listens on 127.0.0.1 only.
+Hadoop's own servers (NameNodes, DataNodes, ResourceManager, NodeManagers)
+from the pinned Hadoop release on Maven Central, started by the small launcher
+in ``hadoop/`` (built with Maven on first use; its jars stay in ``~/.m2``).
+The topology is chosen by options, as hdfs-native's test cluster does: several
+NodeManagers (each a JVM of its own), several DataNodes, and with ``--ha`` two
+NameNodes behind one name service (the first active; there is no ZKFC). It
+writes a matching ``HADOOP_CONF_DIR`` under DIR, prints the lines to export,
+and runs until Ctrl-C or SIGTERM. Every server listens on 127.0.0.1 only.
 
 Tests and ``botify-demo --cluster yarn`` use :class:`MiniCluster` directly.
 """
@@ -66,6 +70,11 @@ YARN_CONF: Dict[str, str] = {
     # Finished containers' logs stay in the NodeManager's log dirs, where tests (and `yarn logs`-less users) read them.
     "yarn.log-aggregation-enable": "false",
     "yarn.nodemanager.delete.debug-delay-sec": "600",
+    # A lost node is declared in seconds, not YARN's 10 minutes, and an application master stops trying a
+    # NodeManager that is gone after 10 s instead of 3 minutes.
+    "yarn.nm.liveness-monitor.expiry-interval-ms": "15000",
+    "yarn.client.nodemanager-connect.max-wait-ms": "10000",
+    "yarn.client.nodemanager-connect.retry-interval-ms": "2000",
 }
 
 
@@ -124,10 +133,15 @@ class MiniCluster:
     """One HDFS + YARN on this host: start, its configuration, its REST API, stop."""
 
     def __init__(self, workdir: Optional[Path] = None, nm_memory_mb: int = 8192, nm_vcores: int = 4,
-                 extra_conf: Optional[Dict[str, str]] = None):
+                 extra_conf: Optional[Dict[str, str]] = None, nodemanagers: int = 1, datanodes: int = 1,
+                 replication: Optional[int] = None, ha: bool = False):
         self.owns_dir = workdir is None
         self.dir = Path(workdir or tempfile.mkdtemp(prefix="botify-minicluster-")).resolve()
-        self.yarn_conf = yarn_overlay(nm_memory_mb, nm_vcores, extra_conf)
+        topology = {"nodemanagers": nodemanagers, "datanodes": datanodes, "ha": int(ha),
+                    "replication": replication or min(datanodes, 2)}
+        # The launcher takes the topology from the same overlay (and hides it from YARN).
+        self.yarn_conf = {**yarn_overlay(nm_memory_mb, nm_vcores, extra_conf),
+                          **{f"botify.minicluster.{k}": str(v) for k, v in topology.items()}}
         self.proc: Optional[subprocess.Popen] = None
         self.info: Dict[str, object] = {}
 
@@ -206,8 +220,10 @@ class MiniCluster:
         return apps.get("app", [])
 
     def admin(self, verb: str, *args: str, timeout: float = 120.0) -> str:
-        """An HDFS admin command, as ``hdfs dfsadmin`` would: safemode-enter, safemode-leave,
-        space-quota PATH BYTES, clear-quota PATH, namenode-stop, namenode-start."""
+        """An admin command (hadoop/.../Admin.java), as ``hdfs dfsadmin``, ``hdfs haadmin`` or a pulled plug
+        would: safemode-enter, safemode-leave, space-quota PATH BYTES, clear-quota PATH, namenode-stop [I]
+        (default: the active one), namenode-start [I], namenode-activate I, namenode-failover, datanode-stop I,
+        datanode-start I, nodemanager-stop I (the node lost: it and its containers killed), nodemanager-start I."""
         command_id = uuid.uuid4().hex
         reply = self.dir / "control" / command_id
         self.proc.stdin.write(" ".join([command_id, verb, *args]).encode() + b"\n")
@@ -231,10 +247,14 @@ class MiniCluster:
         errors = [line.strip() for line in lines if re.match(r"^(Caused by: )?[\w.$]+(Exception|Error)\b", line.strip())]
         return errors[-1] if errors else ""
 
+    def log_names(self) -> list:
+        """The launcher's log (HDFS and the ResourceManager), then each NodeManager's."""
+        return ["minicluster.log", *sorted(p.name for p in self.dir.glob("nodemanager-*.log"))]
+
     def log_tail(self, chars: int = 4000, name: Optional[str] = None) -> str:
-        """The end of the launcher's log (HDFS and the ResourceManager) and of the NodeManager's, or of ``name``."""
+        """The end of each of ``log_names()``, or of ``name``."""
         parts = []
-        for log_name in ([name] if name else ["minicluster.log", "nodemanager.log"]):
+        for log_name in ([name] if name else self.log_names()):
             try:
                 text = (self.dir / log_name).read_text(errors="replace")
             except OSError:
@@ -247,10 +267,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(prog="botify-minicluster", description=__doc__.split("\n")[0])
     parser.add_argument("--dir", default="minicluster", help="where HDFS's data, YARN's logs and conf/ go")
-    parser.add_argument("--nm-memory-mb", type=int, default=8192, help="the NodeManager's memory for containers")
-    parser.add_argument("--nm-vcores", type=int, default=4, help="the NodeManager's vcores")
+    parser.add_argument("--nm-memory-mb", type=int, default=8192, help="each NodeManager's memory for containers")
+    parser.add_argument("--nm-vcores", type=int, default=4, help="each NodeManager's vcores")
+    parser.add_argument("--nodemanagers", type=int, default=1, help="NodeManagers, each a JVM of its own")
+    parser.add_argument("--datanodes", type=int, default=1, help="DataNodes")
+    parser.add_argument("--replication", type=int, default=None, help="dfs.replication (default: min(datanodes, 2))")
+    parser.add_argument("--ha", action="store_true", help="two NameNodes behind one name service, the first active")
     args = parser.parse_args(argv)
-    cluster = MiniCluster(Path(args.dir), args.nm_memory_mb, args.nm_vcores)
+    cluster = MiniCluster(Path(args.dir), args.nm_memory_mb, args.nm_vcores, nodemanagers=args.nodemanagers,
+                          datanodes=args.datanodes, replication=args.replication, ha=args.ha)
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
     try:

@@ -4,7 +4,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -55,6 +54,16 @@ def test_dry_run_yarn_ships_environment():
     assert "spark.pyspark.python=./environment/bin/python" in out
     assert "spark.yarn.appMasterEnv.PYSPARK_PYTHON=./environment/bin/python" in out
     assert "pipeline.yml" in out.split("--files")[1].split()[0]
+
+
+def test_an_environment_installed_on_every_node_ships_nothing():
+    result = submit("extract_interactions", "--master", "yarn", "--python", "/opt/botify/bin/python", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "--archives" not in result.stdout and "#environment" not in result.stdout
+    for key in ("spark.pyspark.python", "spark.yarn.appMasterEnv.PYSPARK_PYTHON", "spark.executorEnv.PYSPARK_PYTHON"):
+        assert f"{key}=/opt/botify/bin/python" in result.stdout
+    relative = submit("extract_interactions", "--master", "yarn", "--python", "venv/bin/python", "--dry-run")
+    assert relative.returncode == 2 and "must be an absolute path" in relative.stderr
 
 
 def test_unknown_job_lists_known_ones():

@@ -43,22 +43,29 @@ class Submission:
         driver's first, in cluster mode) and the NodeManager's log."""
         return (f"exit {self.returncode}, app {self.app_id}\n--- spark-submit stderr\n{self.stderr[-6000:]}\n"
                 f"--- containers\n{cluster.container_logs(self.app_id)[-6000:] if self.app_id else ''}\n"
-                f"--- nodemanager.log\n{cluster.cluster.log_tail(3000, 'nodemanager.log')}")
+                f"--- NodeManagers\n{nodemanager_tails(cluster.cluster)}")
+
+
+def nodemanager_tails(cluster: MiniCluster, chars: int = 3000) -> str:
+    return "\n".join(f"== {name}\n{cluster.log_tail(chars, name)}" for name in cluster.log_names()[1:])
 
 
 class YarnCluster:
-    def __init__(self, cluster: MiniCluster):
+    def __init__(self, cluster: MiniCluster, installed_python: Optional[str] = None):
         self.cluster = cluster
+        # Set: every node has the environment installed at this path (spark-submit.sh --python), none shipped.
+        self.installed_python = installed_python
 
     @classmethod
-    def start(cls, **extra_conf: str) -> "YarnCluster":
-        return cls(MiniCluster(nm_memory_mb=8192, nm_vcores=4, extra_conf=extra_conf).start())
+    def start(cls, nm_memory_mb: int = 8192, nm_vcores: int = 4, **topology) -> "YarnCluster":
+        """Started with ``topology``: MiniCluster's nodemanagers, datanodes, replication, ha."""
+        return cls(MiniCluster(nm_memory_mb=nm_memory_mb, nm_vcores=nm_vcores, **topology).start())
 
     def stop(self, keep_logs_in: Optional[Path] = None) -> None:
         """Stop the cluster; with ``keep_logs_in`` (a failed run) its logs and ``nm-logs/`` are copied there
         first, since stopping deletes the cluster's folder."""
         if keep_logs_in is not None:
-            for name in ("minicluster.log", "nodemanager.log"):
+            for name in self.cluster.log_names():
                 if (self.cluster.dir / name).exists():
                     shutil.copy2(self.cluster.dir / name, keep_logs_in / name)
             if (self.cluster.dir / "nm-logs").is_dir():
@@ -80,6 +87,8 @@ class YarnCluster:
                 "--set", f"storage.root={root}"]
         if deploy_mode:
             argv += ["--deploy-mode", deploy_mode]
+        if self.installed_python:
+            argv += ["--python", self.installed_python]
         for item in conf:
             argv += ["--conf", item]
         started_ms = time.time() * 1000
@@ -123,13 +132,39 @@ class YarnCluster:
             time.sleep(1)
         raise TimeoutError(f"no RUNNING application {name!r} after {timeout:.0f}s")
 
+    # -- nodes --------------------------------------------------------------------------------------
+    def node_index(self, address: str) -> int:
+        """The index (cluster.json's) of the NodeManager at ``address``, its NodeId or web address: YARN names
+        a node by host name, the launcher by 127.0.0.1, so the port decides."""
+        port = address.rsplit(":", 1)[1]
+        for node in self.cluster.info["nodemanagers"]:
+            if port in (node["id"].rsplit(":", 1)[1], node["http"].rsplit(":", 1)[1]):
+                return node["index"]
+        raise LookupError(f"no NodeManager at {address}")
+
+    def am_node(self, app_id: str) -> int:
+        """The index of the NodeManager running ``app_id``'s application master."""
+        return self.node_index(self.app(app_id)["amHostHttpAddress"])
+
+    def nodes(self, state: str) -> list:
+        """The ResourceManager's nodes in ``state`` (RUNNING, LOST, ...)."""
+        return (self.cluster.rest(f"/ws/v1/cluster/nodes?states={state}").get("nodes") or {}).get("node", [])
+
+    def wait_nodes(self, state: str, count: int, timeout: float = 120) -> list:
+        deadline = time.monotonic() + timeout
+        while len(self.nodes(state)) != count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"not {count} {state} nodes after {timeout:.0f}s: {self.nodes(state)}")
+            time.sleep(1)
+        return self.nodes(state)
+
     def kill(self, app_id: str) -> None:
         """Kill an application the way an operator does: the ResourceManager's REST API."""
         self.cluster.rest(f"/ws/v1/cluster/apps/{app_id}/state", method="PUT", body={"state": "KILLED"})
 
     # -- what happened inside ---------------------------------------------------------------------
     def container_dirs(self, app_id: str) -> List[Path]:
-        return sorted((self.cluster.dir / "nm-logs" / app_id).glob("container_*"))
+        return sorted(self.cluster.dir.glob(f"nm-logs/*/{app_id}/container_*"))
 
     def container_logs(self, app_id: str) -> str:
         parts = []
@@ -185,12 +220,33 @@ def executor_pids(app_id):
             if "YarnCoarseGrainedExecutorBackend" in cmdline and app_id in cmdline and "java" in cmdline.split()[0]]
 
 
-def running_a_task(pid):
-    """Whether the executor JVM ``pid`` has started a task (its container's stderr says so)."""
+def container_log_dir(pid) -> Optional[Path]:
+    """The log folder of the YARN container whose JVM is ``pid`` (``nm-logs/<node>/<app>/<container>``)."""
     cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
     log_dir = [a.split("=", 1)[1] for a in cmdline if a.startswith("-Dspark.yarn.app.container.log.dir=")]
-    stderr = Path(log_dir[0]) / "stderr" if log_dir else None
+    return Path(log_dir[0]) if log_dir else None
+
+
+def running_a_task(pid):
+    """Whether the executor JVM ``pid`` has started a task (its container's stderr says so)."""
+    log_dir = container_log_dir(pid)
+    stderr = log_dir / "stderr" if log_dir else None
     return bool(stderr and stderr.exists() and "Running task" in stderr.read_text(errors="replace"))
+
+
+def wait_for_an_executor(yarn, name, ready, timeout=600):
+    """Once application ``name`` runs: (its id, the pid of an executor for which ``ready(pid)`` holds)."""
+    app_id = yarn.wait_running(name, timeout)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for pid in executor_pids(app_id):
+            try:
+                if ready(pid):
+                    return app_id, pid
+            except OSError:  # it exited while we looked
+                continue
+        time.sleep(0.2)
+    raise TimeoutError(f"no executor of {app_id} became ready")
 
 
 def descendants_running(pid, text):
@@ -211,19 +267,9 @@ def descendants_running(pid, text):
 
 def kill_an_executor_when(yarn, name, ready, timeout=600):
     """Once application ``name`` runs and ``ready(executor_pid)`` holds, SIGKILL that executor's JVM."""
-    app_id = yarn.wait_running(name, timeout)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for pid in executor_pids(app_id):
-            try:
-                chosen = ready(pid)
-            except OSError:  # it exited while we looked
-                continue
-            if chosen:
-                os.kill(pid, signal.SIGKILL)
-                return app_id, pid
-        time.sleep(0.2)
-    raise TimeoutError(f"no executor of {app_id} became ready to kill")
+    app_id, pid = wait_for_an_executor(yarn, name, ready, timeout)
+    os.kill(pid, signal.SIGKILL)
+    return app_id, pid
 
 
 def submit_in_background(yarn, job, root, *args):

@@ -36,6 +36,10 @@ def staged(yarn, tmp_path_factory):
     return root
 
 
+TINY = [a for item in ["multidae.dims=[32, 8]", "multidae.epochs=8", "multidae.batch_size=32", "multidae.partitions=4",
+                       "multidae.threads_per_process=1", "multidae.petastorm.workers_count=1"] for a in ("--set", item)]
+
+
 def rows(spark, uri):
     return sorted(tuple(r) for r in spark.read.parquet(uri).collect())
 
@@ -89,10 +93,7 @@ def test_an_executor_killed_mid_extract_is_replaced_and_the_output_is_the_same(y
 
 def test_an_executor_killed_mid_training_resumes_from_its_checkpoint_inside_the_same_submit(yarn, staged):
     root = staged
-    tiny = [a for item in ["multidae.dims=[32, 8]", "multidae.epochs=8", "multidae.batch_size=32",
-                           "multidae.partitions=4", "multidae.threads_per_process=1",
-                           "multidae.petastorm.workers_count=1"] for a in ("--set", item)]
-    args = ("--interactions", "ref", "--version", "k1", "--local-mode", "false", "--num-processes", "2", *tiny)
+    args = ("--interactions", "ref", "--version", "k1", "--local-mode", "false", "--num-processes", "2", *TINY)
     with PartialWatcher(join(root, "models", "multidae")) as watcher:
         thread, result = submit_in_background(yarn, "train_multidae", root, *args)
         # Mid-training: torchrun's ranks are running inside the executor's barrier task.
@@ -111,6 +112,24 @@ def test_an_executor_killed_mid_training_resumes_from_its_checkpoint_inside_the_
     record = json.loads(fs.read_text(fs.list(join(root, "runs", "train_multidae"))[-1]))
     outcomes = [a["outcome"] for a in record["attempts"]]
     assert outcomes == ["retried: lost an executor", "succeeded"], record["attempts"]
+
+
+def test_a_rank_that_raises_fails_the_submit_after_one_attempt(yarn, staged):
+    from common.checkpoint import to_bytes
+
+    root = staged
+    # The version's checkpoint was trained with other dims: every rank refuses to resume from it. Retrying would
+    # only repeat that, unlike a lost executor.
+    fs.write_bytes(join(root, "models", "multidae", "_work", "mismatch", "last.pt"),
+                   to_bytes({"epoch": 1, "model_config": {"n_items": 3, "dims": [2]}}))
+    done = yarn.submit("train_multidae", "--interactions", "ref", "--version", "mismatch", "--local-mode", "false",
+                       "--num-processes", "2", *TINY, root=root)
+    assert done.returncode != 0 and yarn.final_status(done.app_id) == ("FINISHED", "FAILED"), done.explain(yarn)
+    record = json.loads(fs.read_text(fs.list(join(root, "runs", "train_multidae"))[-1]))
+    assert record["status"] == "failed"
+    [attempt] = record["attempts"]
+    assert attempt["outcome"] == "failed" and "use another --version" in attempt["error"], attempt
+    assert not fs.exists(join(root, "models", "multidae", "mismatch"))
 
 
 def test_hdfs_in_safe_mode_refuses_the_job_and_the_upload_with_the_reason(yarn, staged, tmp_path):

@@ -1,29 +1,45 @@
 package botify.minicluster;
 
+import java.io.BufferedReader;
 import java.io.File;
 import java.io.FileOutputStream;
 import java.io.IOException;
+import java.io.InputStreamReader;
 import java.io.OutputStream;
+import java.net.InetSocketAddress;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Properties;
+import java.util.concurrent.Callable;
 
+import com.fasterxml.jackson.databind.ObjectMapper;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.permission.FsPermission;
+import org.apache.hadoop.hdfs.DFSConfigKeys;
 import org.apache.hadoop.hdfs.MiniDFSCluster;
-import org.apache.hadoop.hdfs.protocol.HdfsConstants;
+import org.apache.hadoop.hdfs.MiniDFSNNTopology;
+import org.apache.hadoop.hdfs.server.datanode.DataNode;
+import org.apache.hadoop.hdfs.server.namenode.ha.ConfiguredFailoverProxyProvider;
 import org.apache.hadoop.yarn.conf.YarnConfiguration;
 import org.apache.hadoop.yarn.server.MiniYARNCluster;
 
 /**
- * HDFS and YARN on this host, in one JVM, until stdin closes or the process gets SIGTERM.
+ * HDFS and YARN on this host until stdin closes or the process gets SIGTERM.
  *
- * <p>Usage: {@code MiniCluster <dir> [yarn-overlay.properties]}: the YARN settings, as Spark's suite passes
- * its {@code newYarnConfig()} plus {@code extraConf}, come from the caller. Writes the client
- * configuration to {@code <dir>/conf} (core-site.xml, hdfs-site.xml, yarn-site.xml: a HADOOP_CONF_DIR),
- * then {@code <dir>/cluster.json} last, so its presence means "ready" (the one readiness signal). Every server binds to 127.0.0.1.
+ * <p>Usage: {@code MiniCluster <dir> [overlay.properties]}. The overlay holds the YARN settings, as Spark's
+ * suite passes its {@code newYarnConfig()} plus {@code extraConf}, and the topology as
+ * {@code botify.minicluster.*} keys: {@code nodemanagers}, {@code datanodes}, {@code replication} and
+ * {@code ha} (1: two NameNodes behind a name service). Writes the client configuration to {@code <dir>/conf}
+ * (core-site.xml, hdfs-site.xml, yarn-site.xml: a HADOOP_CONF_DIR), then {@code <dir>/cluster.json} last, so
+ * its presence means "ready" (the one readiness signal). Every server binds to 127.0.0.1. Admin commands
+ * arrive on stdin (see {@link Admin}).
  */
 public final class MiniCluster {
 
@@ -42,11 +58,11 @@ public final class MiniCluster {
 
     private static void run(String[] args) throws Exception {
         if (args.length < 1) {
-            System.err.println("usage: MiniCluster <dir> [yarn-overlay.properties]");
+            System.err.println("usage: MiniCluster <dir> [overlay.properties]");
             System.exit(2);
         }
         File dir = new File(args[0]).getAbsoluteFile();
-        java.util.Properties overlay = new java.util.Properties();
+        Properties overlay = new Properties();
         if (args.length > 1) {
             try (java.io.Reader in = Files.newBufferedReader(Path.of(args[1]), StandardCharsets.UTF_8)) {
                 overlay.load(in);
@@ -56,101 +72,90 @@ public final class MiniCluster {
         if (!confDir.mkdirs() && !confDir.isDirectory()) {
             throw new IOException("cannot create " + confDir);
         }
+        int nodeManagerCount = topology(overlay, "nodemanagers", 1);
+        int dataNodeCount = topology(overlay, "datanodes", 1);
+        int replication = topology(overlay, "replication", 1);
+        boolean ha = topology(overlay, "ha", 0) == 1;
 
         Configuration hdfsConf = new Configuration();
-        hdfsConf.set("dfs.replication", "1");
+        hdfsConf.setInt("dfs.replication", replication);
         // Permissions stay on: the YARN fault tests and real clusters both depend on them.
         hdfsConf.setBoolean("dfs.permissions.enabled", true);
         // The tests put the NameNode in safe mode on purpose; leaving it must be quick.
         hdfsConf.setInt("dfs.namenode.safemode.extension", 0);
-        MiniDFSCluster dfs = new MiniDFSCluster.Builder(hdfsConf, new File(dir, "dfs"))
-                .numDataNodes(1)
-                .format(true)
-                .build();
+        MiniDFSCluster.Builder builder = new MiniDFSCluster.Builder(hdfsConf, new File(dir, "dfs"))
+                .numDataNodes(dataNodeCount)
+                .format(true);
+        if (ha) {
+            // Two NameNodes sharing an edits directory; with no ZKFC here, the launcher picks the active one.
+            builder.nnTopology(MiniDFSNNTopology.simpleHATopology());
+        }
+        MiniDFSCluster dfs = builder.build();
+        if (ha) {
+            dfs.transitionToActive(0);
+        }
         dfs.waitActive();
-        String defaultFs = dfs.getURI().toString();
-        FileSystem fs = dfs.getFileSystem();
+        Configuration hdfsClient = hdfsClientConf(dfs, ha, replication);
+        List<String> dataNodes = new ArrayList<>();
+        for (DataNode node : dfs.getDataNodes()) {
+            dataNodes.add(node.getDatanodeId().getXferAddr());
+        }
+        FileSystem fs = dfs.getFileSystem(activeNameNode(dfs));
         // What a cluster's admin creates: a world-writable /tmp (Spark's staging may go there) and /user.
         fs.mkdirs(new org.apache.hadoop.fs.Path("/tmp"), new FsPermission((short) 01777));
         fs.setPermission(new org.apache.hadoop.fs.Path("/tmp"), new FsPermission((short) 01777));
         fs.mkdirs(new org.apache.hadoop.fs.Path("/user"), new FsPermission((short) 0755));
 
         YarnConfiguration yarnConf = new YarnConfiguration();
-        yarnConf.set("fs.defaultFS", defaultFs);
+        for (Map.Entry<String, String> entry : hdfsClient) {
+            yarnConf.set(entry.getKey(), entry.getValue());
+        }
         // Every YARN setting comes from the caller (pipeline/minicluster.py's YARN_CONF + its extra_conf).
-        for (java.util.Map.Entry<Object, Object> entry : overlay.entrySet()) {
+        for (Map.Entry<Object, Object> entry : overlay.entrySet()) {
             yarnConf.set(entry.getKey().toString(), entry.getValue().toString());
         }
 
-        // The ResourceManager alone here; its NodeManager runs in a JVM of its own (startNodeManager): web apps
-        // in one JVM share Guice's static filter, and the last one started would answer the RM's REST API.
+        // The ResourceManager alone in this JVM; each NodeManager runs in a JVM of its own (NodeManagers).
         MiniYARNCluster yarn = new MiniYARNCluster("botify", 0, 1, 1);
         yarn.init(yarnConf);
         yarn.start();
         Configuration live = yarn.getConfig();
         // start() can return before the RM has written its bound address back (Spark's suite waits too).
         waitFor(() -> !live.get(YarnConfiguration.RM_ADDRESS, "").endsWith(":0"), "the ResourceManager's address");
-        File nmConf = new File(dir, "nodemanager-site.xml");
-        Configuration nmSite = new Configuration(false);
-        for (java.util.Map.Entry<String, String> entry : live) {
-            if (entry.getKey().startsWith("yarn.")) {
-                nmSite.set(entry.getKey(), entry.getValue());
-            }
+        writeXml(hdfsClient, new File(confDir, "core-site.xml"));
+        writeXml(hdfsClient, new File(confDir, "hdfs-site.xml"));
+        NodeManagers nodes = new NodeManagers(dir, confDir, nodeManagerCount, live, hdfsClient);
+        for (int i = 0; i < nodes.count(); i++) {
+            nodes.start(i);
         }
-        nmSite.set("fs.defaultFS", defaultFs);
-        nmSite.set(YarnConfiguration.NM_LOCAL_DIRS, new File(dir, "nm-local").getPath());
-        nmSite.set(YarnConfiguration.NM_LOG_DIRS, new File(dir, "nm-logs").getPath());
-        nmSite.set(YarnConfiguration.NM_RECOVERY_ENABLED, "false");
-        writeXml(nmSite, nmConf);
-        Process nodeManager = new ProcessBuilder(javaCommand(NodeManagerMain.class.getName(), nmConf.getPath()))
-                .redirectErrorStream(true)
-                .redirectOutput(ProcessBuilder.Redirect.appendTo(new File(dir, "nodemanager.log")))
-                .start();
         waitFor(() -> {
-            if (!nodeManager.isAlive()) {
-                throw new IllegalStateException("the NodeManager exited; see " + new File(dir, "nodemanager.log"));
+            if (!nodes.allAlive()) {
+                throw new IllegalStateException("a NodeManager exited; see " + dir + "/nodemanager-*.log");
             }
-            return !yarn.getResourceManager().getRMContext().getRMNodes().isEmpty();
-        }, "a NodeManager to register");
-
-        Configuration core = new Configuration(false);
-        core.set("fs.defaultFS", defaultFs);
-        writeXml(core, new File(confDir, "core-site.xml"));
-        Configuration hdfsSite = new Configuration(false);
-        hdfsSite.set("dfs.replication", "1");
-        writeXml(hdfsSite, new File(confDir, "hdfs-site.xml"));
-        Configuration yarnSite = new Configuration(false);
-        for (String key : new String[] {
-                YarnConfiguration.RM_ADDRESS, YarnConfiguration.RM_SCHEDULER_ADDRESS,
-                YarnConfiguration.RM_RESOURCE_TRACKER_ADDRESS, YarnConfiguration.RM_ADMIN_ADDRESS,
-                YarnConfiguration.RM_WEBAPP_ADDRESS, YarnConfiguration.RM_HOSTNAME,
-                YarnConfiguration.RM_SCHEDULER_MINIMUM_ALLOCATION_MB,
-                YarnConfiguration.RM_SCHEDULER_MAXIMUM_ALLOCATION_MB}) {
-            yarnSite.set(key, live.get(key));
-        }
-        writeXml(yarnSite, new File(confDir, "yarn-site.xml"));
-
-        String json = String.format(
-                "{\"fs_default\": \"%s\", \"rm_address\": \"%s\", \"rm_webapp\": \"http://%s\", "
-                        + "\"namenode_http\": \"http://%s\", \"conf_dir\": \"%s\", \"pid\": %d}%n",
-                defaultFs, live.get(YarnConfiguration.RM_ADDRESS), live.get(YarnConfiguration.RM_WEBAPP_ADDRESS),
-                dfs.getNameNode().getHttpAddress().getHostString() + ":" + dfs.getNameNode().getHttpAddress().getPort(),
-                confDir.getPath(), ProcessHandle.current().pid());
-        Path ready = dir.toPath().resolve("cluster.json");
-        Path tmp = dir.toPath().resolve("cluster.json.tmp");
-        Files.writeString(tmp, json, StandardCharsets.UTF_8);
-        Files.move(tmp, ready, StandardCopyOption.ATOMIC_MOVE);
+            return yarn.getResourceManager().getRMContext().getRMNodes().size() == nodes.count();
+        }, nodes.count() + " NodeManager(s) to register");
+        writeXml(yarnClientConf(live), new File(confDir, "yarn-site.xml"));
+        writeReady(dir, info(dfs, ha, hdfsClient, live, dataNodes, nodes, confDir));
 
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
-            nodeManager.destroy();
-            stop(yarn, dfs);
+            nodes.stopAll();
+            try {
+                yarn.stop();
+            } finally {
+                dfs.shutdown();
+            }
         }));
-        // Stdin carries admin commands (what `hdfs dfsadmin` would do; no Hadoop CLI is installed here).
-        // Its closing means the process that started us is gone: do not outlive it.
-        File control = new File(dir, "control");
+        serveAdmin(new Admin(dfs, nodes, dataNodes), new File(dir, "control"));
+        System.exit(0);
+    }
+
+    /**
+     * Stdin carries admin commands, one per line ({@code <id> <verb> [args]}); the answer goes to
+     * {@code control/<id>}. Stdin closing means the process that started us is gone: do not outlive it.
+     */
+    private static void serveAdmin(Admin admin, File control) throws IOException {
         control.mkdirs();
-        java.io.BufferedReader commands = new java.io.BufferedReader(
-                new java.io.InputStreamReader(System.in, StandardCharsets.UTF_8));
+        BufferedReader commands = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8));
         for (String line = commands.readLine(); line != null; line = commands.readLine()) {
             String[] words = line.trim().split("\\s+");
             if (words.length < 2) {
@@ -158,7 +163,7 @@ public final class MiniCluster {
             }
             String answer;
             try {
-                answer = "ok " + admin(dfs, words);
+                answer = "ok " + admin.run(words[1], java.util.Arrays.copyOfRange(words, 2, words.length));
             } catch (Exception failure) {
                 answer = "error " + failure;
             }
@@ -167,64 +172,112 @@ public final class MiniCluster {
             Files.writeString(partial, answer + "\n", StandardCharsets.UTF_8);
             Files.move(partial, reply, StandardCopyOption.ATOMIC_MOVE);
         }
-        System.exit(0);
     }
 
-    /** One admin command: {@code <id> <verb> [args]}; returns what to report. */
-    private static String admin(MiniDFSCluster dfs, String[] words) throws Exception {
-        switch (words[1]) {
-            case "safemode-enter":
-                dfs.getFileSystem().setSafeMode(HdfsConstants.SafeModeAction.SAFEMODE_ENTER);
-                return "in safe mode";
-            case "safemode-leave":
-                dfs.getFileSystem().setSafeMode(HdfsConstants.SafeModeAction.SAFEMODE_LEAVE);
-                return "out of safe mode";
-            case "space-quota":
-                dfs.getFileSystem().setQuota(new org.apache.hadoop.fs.Path(words[2]), HdfsConstants.QUOTA_DONT_SET,
-                        Long.parseLong(words[3]));
-                return "space quota " + words[3] + " on " + words[2];
-            case "clear-quota":
-                dfs.getFileSystem().setQuota(new org.apache.hadoop.fs.Path(words[2]), HdfsConstants.QUOTA_DONT_SET,
-                        HdfsConstants.QUOTA_RESET);
-                return "no quota on " + words[2];
-            case "namenode-stop":
-                dfs.shutdownNameNode(0);
-                return "namenode stopped";
-            case "namenode-start":
-                dfs.restartNameNode(0, true);
-                return "namenode started";
-            default:
-                throw new IllegalArgumentException("unknown command " + words[1]);
+    /** A topology option (botify.minicluster.NAME in the overlay), removed so YARN never sees it. */
+    private static int topology(Properties overlay, String name, int fallback) {
+        Object value = overlay.remove("botify.minicluster." + name);
+        return value == null ? fallback : Integer.parseInt(value.toString().trim());
+    }
+
+    /**
+     * What an HDFS client needs: fs.defaultFS and, for an HA name service, both NameNodes' addresses and the
+     * failover proxy provider, as a real cluster's hdfs-site.xml has them.
+     */
+    private static Configuration hdfsClientConf(MiniDFSCluster dfs, boolean ha, int replication) {
+        Configuration conf = new Configuration(false);
+        conf.setInt("dfs.replication", replication);
+        if (!ha) {
+            conf.set("fs.defaultFS", dfs.getURI().toString());
+            return conf;
         }
+        String nameService = dfs.getConfiguration(0).get(DFSConfigKeys.DFS_NAMESERVICES);
+        List<String> ids = new ArrayList<>();
+        for (int i = 0; i < dfs.getNumNameNodes(); i++) {
+            String id = "nn" + (i + 1);
+            ids.add(id);
+            conf.set("dfs.namenode.rpc-address." + nameService + "." + id,
+                    hostPort(dfs.getNameNode(i).getNameNodeAddress()));
+            conf.set("dfs.namenode.http-address." + nameService + "." + id,
+                    hostPort(dfs.getNameNode(i).getHttpAddress()));
+        }
+        conf.set("dfs.nameservices", nameService);
+        conf.set("dfs.ha.namenodes." + nameService, String.join(",", ids));
+        conf.set("dfs.client.failover.proxy.provider." + nameService, ConfiguredFailoverProxyProvider.class.getName());
+        conf.set("fs.defaultFS", "hdfs://" + nameService);
+        return conf;
     }
 
-    /** The same JVM (binary, class path, module flags) for the NodeManager child. */
-    private static java.util.List<String> javaCommand(String mainClass, String... args) {
-        java.util.List<String> command = new java.util.ArrayList<>();
-        command.add(ProcessHandle.current().info().command().orElse("java"));
-        command.addAll(java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments());
-        command.add("-cp");
-        command.add(System.getProperty("java.class.path"));
-        command.add(mainClass);
-        command.addAll(java.util.Arrays.asList(args));
-        return command;
+    /** The ResourceManager's addresses, and what an application master reads as a YARN client. */
+    private static Configuration yarnClientConf(Configuration live) {
+        Configuration site = new Configuration(false);
+        for (String key : new String[] {
+                YarnConfiguration.RM_ADDRESS, YarnConfiguration.RM_SCHEDULER_ADDRESS,
+                YarnConfiguration.RM_RESOURCE_TRACKER_ADDRESS, YarnConfiguration.RM_ADMIN_ADDRESS,
+                YarnConfiguration.RM_WEBAPP_ADDRESS, YarnConfiguration.RM_HOSTNAME,
+                YarnConfiguration.RM_SCHEDULER_MINIMUM_ALLOCATION_MB,
+                YarnConfiguration.RM_SCHEDULER_MAXIMUM_ALLOCATION_MB}) {
+            site.set(key, live.get(key));
+        }
+        // How long an application master keeps trying a NodeManager that is gone.
+        for (Map.Entry<String, String> entry : live) {
+            if (entry.getKey().startsWith("yarn.client.nodemanager-connect.")) {
+                site.set(entry.getKey(), entry.getValue());
+            }
+        }
+        return site;
     }
 
-    private static void waitFor(java.util.concurrent.Callable<Boolean> condition, String what) throws Exception {
+    private static Map<String, Object> info(MiniDFSCluster dfs, boolean ha, Configuration hdfsClient,
+            Configuration live, List<String> dataNodes, NodeManagers nodes, File confDir) {
+        Map<String, Object> info = new LinkedHashMap<>();
+        info.put("fs_default", hdfsClient.get("fs.defaultFS"));
+        info.put("rm_address", live.get(YarnConfiguration.RM_ADDRESS));
+        info.put("rm_webapp", "http://" + live.get(YarnConfiguration.RM_WEBAPP_ADDRESS));
+        info.put("namenode_http", "http://" + hostPort(dfs.getNameNode(activeNameNode(dfs)).getHttpAddress()));
+        info.put("nameservice", ha ? hdfsClient.get("dfs.nameservices") : null);
+        List<Map<String, Object>> nameNodes = new ArrayList<>();
+        for (int i = 0; i < dfs.getNumNameNodes(); i++) {
+            Map<String, Object> nameNode = new LinkedHashMap<>();
+            nameNode.put("index", i);
+            nameNode.put("rpc", hostPort(dfs.getNameNode(i).getNameNodeAddress()));
+            nameNode.put("http", hostPort(dfs.getNameNode(i).getHttpAddress()));
+            nameNodes.add(nameNode);
+        }
+        info.put("namenodes", nameNodes);
+        info.put("datanodes", dataNodes);
+        info.put("nodemanagers", nodes.describe());
+        info.put("conf_dir", confDir.getPath());
+        info.put("pid", ProcessHandle.current().pid());
+        return info;
+    }
+
+    private static void writeReady(File dir, Map<String, Object> info) throws IOException {
+        Path tmp = dir.toPath().resolve("cluster.json.tmp");
+        Files.writeString(tmp, new ObjectMapper().writeValueAsString(info) + "\n", StandardCharsets.UTF_8);
+        Files.move(tmp, dir.toPath().resolve("cluster.json"), StandardCopyOption.ATOMIC_MOVE);
+    }
+
+    static int activeNameNode(MiniDFSCluster dfs) {
+        for (int i = 0; i < dfs.getNumNameNodes(); i++) {
+            if (dfs.getNameNode(i) != null && dfs.getNameNode(i).isActiveState()) {
+                return i;
+            }
+        }
+        throw new IllegalStateException("no NameNode is active");
+    }
+
+    private static String hostPort(InetSocketAddress address) {
+        return "127.0.0.1:" + address.getPort();
+    }
+
+    private static void waitFor(Callable<Boolean> condition, String what) throws Exception {
         long deadline = System.currentTimeMillis() + 120_000;
         while (!condition.call()) {
             if (System.currentTimeMillis() > deadline) {
                 throw new IllegalStateException("YARN did not come up: no " + what + " after 120 s");
             }
             Thread.sleep(200);
-        }
-    }
-
-    private static void stop(MiniYARNCluster yarn, MiniDFSCluster dfs) {
-        try {
-            yarn.stop();
-        } finally {
-            dfs.shutdown();
         }
     }
 
