@@ -9,7 +9,9 @@ In one invocation, on one fresh mini cluster and an empty pack cache:
 2. upload: the pack and Spark's jars to the cluster's cache directory;
 3. the first ``cluster_check --tasks 1`` on YARN: from the ResourceManager
    accepting it to its first task (the NodeManager localizing and unpacking
-   the environment), and its whole wall time.
+   the environment), and its whole wall time;
+4. the same submit with the environment installed on the node
+   (``--python``): nothing packed, shipped or unpacked.
 
 Prints one line; the ratio is the first submit now over the same submit with
 the baseline's pack in its place (its pack time measured, its upload scaled
@@ -80,6 +82,15 @@ def main() -> int:
                 raise SystemExit(f"cluster_check failed:\n{done.stderr[-3000:]}")
             [app] = [a for a in cluster.applications() if a["name"] == "botify-cluster_check"]
             to_task = first_task_after_start(cluster, app)
+            # The other deployment: the environment installed on every node, nothing packed or shipped.
+            start = time.perf_counter()
+            done = subprocess.run([*check, "--python", sys.executable], env=env, cwd=REPO, capture_output=True,
+                                  text=True, stdin=subprocess.DEVNULL)
+            installed = time.perf_counter() - start
+            if done.returncode != 0:
+                raise SystemExit(f"cluster_check --python failed:\n{done.stderr[-3000:]}")
+            [app] = [a for a in cluster.applications() if a["name"] == "botify-cluster_check" and a["id"] != app["id"]]
+            installed_to_task = first_task_after_start(cluster, app)
     finally:
         if not args.workdir:
             shutil.rmtree(work, ignore_errors=True)
@@ -87,7 +98,8 @@ def main() -> int:
     baseline = old_pack + upload * old_size / size + first  # the old pack, uploaded at the same rate
     print(f"first_submit: {now:.0f} s now (pack {pack:.0f} s, {size / 1e9:.2f} GB; upload {upload:.0f} s; "
           f"submit {first:.0f} s, of which start to first task {to_task:.0f} s) vs {baseline:.0f} s with the "
-          f"old pack ({old_pack:.0f} s, {old_size / 1e9:.2f} GB tar.gz): {now / baseline:.2f}x")
+          f"old pack ({old_pack:.0f} s, {old_size / 1e9:.2f} GB tar.gz): {now / baseline:.2f}x; with the environment "
+          f"installed on the nodes (--python): {installed:.0f} s, start to first task {installed_to_task:.0f} s")
     return 0
 
 

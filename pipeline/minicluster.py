@@ -1,14 +1,16 @@
 """botify-minicluster: a real single-host Hadoop (HDFS + YARN) for the tests and the demo.
 
     botify-minicluster [--dir DIR] [--nm-memory-mb 8192] [--nm-vcores 4]
-                       [--nodemanagers 1] [--datanodes 1] [--replication R] [--ha]
+                       [--nodemanagers 1] [--datanodes 1] [--replication R] [--ha] [--kerberos]
 
 Hadoop's own servers (NameNodes, DataNodes, ResourceManager, NodeManagers)
 from the pinned Hadoop release on Maven Central, started by the small launcher
 in ``hadoop/`` (built with Maven on first use; its jars stay in ``~/.m2``).
 The topology is chosen by options, as hdfs-native's test cluster does: several
 NodeManagers (each a JVM of its own), several DataNodes, and with ``--ha`` two
-NameNodes behind one name service (the first active; there is no ZKFC). It
+NameNodes behind one name service (the first active; there is no ZKFC). With
+``--kerberos`` HDFS is secured by Kerberos (a KDC of its own, keytabs and
+krb5.conf under DIR/kdc) and no YARN starts. It
 writes a matching ``HADOOP_CONF_DIR`` under DIR, prints the lines to export,
 and runs until Ctrl-C or SIGTERM. Every server listens on 127.0.0.1 only.
 
@@ -134,11 +136,16 @@ class MiniCluster:
 
     def __init__(self, workdir: Optional[Path] = None, nm_memory_mb: int = 8192, nm_vcores: int = 4,
                  extra_conf: Optional[Dict[str, str]] = None, nodemanagers: int = 1, datanodes: int = 1,
-                 replication: Optional[int] = None, ha: bool = False):
+                 replication: Optional[int] = None, ha: bool = False, kerberos: bool = False,
+                 ticket_lifetime_s: Optional[int] = None):
+        """``kerberos``: HDFS secured by Kerberos, with a KDC of its own and no YARN (``info["kerberos"]`` names
+        the client's keytab, principal and krb5.conf); ``ticket_lifetime_s``: that KDC's longest ticket."""
         self.owns_dir = workdir is None
         self.dir = Path(workdir or tempfile.mkdtemp(prefix="botify-minicluster-")).resolve()
         topology = {"nodemanagers": nodemanagers, "datanodes": datanodes, "ha": int(ha),
-                    "replication": replication or min(datanodes, 2)}
+                    "replication": replication or min(datanodes, 2), "kerberos": int(kerberos)}
+        if ticket_lifetime_s:
+            topology["ticket_lifetime_s"] = int(ticket_lifetime_s)
         # The launcher takes the topology from the same overlay (and hides it from YARN).
         self.yarn_conf = {**yarn_overlay(nm_memory_mb, nm_vcores, extra_conf),
                           **{f"botify.minicluster.{k}": str(v) for k, v in topology.items()}}
@@ -203,8 +210,12 @@ class MiniCluster:
         return str(self.info["rm_webapp"])
 
     def env(self) -> Dict[str, str]:
-        """What a client of this cluster sets (spark-submit, hdfs-native)."""
-        return {"HADOOP_CONF_DIR": self.conf_dir, "JAVA_HOME": java_home()}
+        """What a client of this cluster sets (spark-submit, hdfs-native); with Kerberos also KRB5_CONFIG, the
+        KDC's krb5.conf, which kinit, libgssapi and Java all read (the ticket is the client's own to get)."""
+        env = {"HADOOP_CONF_DIR": self.conf_dir, "JAVA_HOME": java_home()}
+        if self.info.get("kerberos"):
+            env["KRB5_CONFIG"] = str(self.info["kerberos"]["krb5_conf"])
+        return env
 
     def rest(self, path: str, method: str = "GET", body: Optional[dict] = None) -> dict:
         """The ResourceManager's REST API (``/ws/v1/cluster/...``)."""
@@ -273,16 +284,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--datanodes", type=int, default=1, help="DataNodes")
     parser.add_argument("--replication", type=int, default=None, help="dfs.replication (default: min(datanodes, 2))")
     parser.add_argument("--ha", action="store_true", help="two NameNodes behind one name service, the first active")
+    parser.add_argument("--kerberos", action="store_true",
+                        help="HDFS secured by Kerberos (a KDC of its own, keytabs under DIR/kdc); no YARN")
     args = parser.parse_args(argv)
     cluster = MiniCluster(Path(args.dir), args.nm_memory_mb, args.nm_vcores, nodemanagers=args.nodemanagers,
-                          datanodes=args.datanodes, replication=args.replication, ha=args.ha)
+                          datanodes=args.datanodes, replication=args.replication, ha=args.ha,
+                          kerberos=args.kerberos)
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
     try:
         cluster.start()
         print(f"export HADOOP_CONF_DIR={cluster.conf_dir}", flush=True)
-        print(f"# HDFS {cluster.fs_default}   YARN ResourceManager {cluster.rm_webapp}   "
-              f"(Ctrl-C stops both; logs in {cluster.dir})", flush=True)
+        kerberos = cluster.info.get("kerberos")
+        if kerberos:
+            print(f"export KRB5_CONFIG={kerberos['krb5_conf']}", flush=True)
+            print(f"# kinit -kt {kerberos['keytab']} {kerberos['principal']}", flush=True)
+            print(f"# HDFS {cluster.fs_default} (Kerberos realm {kerberos['realm']}, no YARN; Ctrl-C stops it; "
+                  f"logs in {cluster.dir})", flush=True)
+        else:
+            print(f"# HDFS {cluster.fs_default}   YARN ResourceManager {cluster.rm_webapp}   "
+                  f"(Ctrl-C stops both; logs in {cluster.dir})", flush=True)
         while not stop["now"] and cluster.proc.poll() is None:
             time.sleep(1)
     except KeyboardInterrupt:

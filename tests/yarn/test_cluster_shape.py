@@ -174,4 +174,4 @@ def test_an_upload_through_a_failover_completes_without_duplicates(shaped, story
     finally:
         shaped.cluster.admin("namenode-start", stopped)
     shipped = {f.uri.rsplit("/", 1)[1]: f.size for f in fs.list_files(dataset)}  # hidden _tmp- names left out
-    assert shipped == {p.name: p.stat().st_size for p in logs.iterdir()}
+    assert shipped == {p.name: p.stat().st_size for p in logs.glob("*.jsonl")}

@@ -1,10 +1,11 @@
 """What goes wrong on a real cluster, done to the real mini cluster: each fault, then what the user sees.
 
-An executor's container is killed mid-job; HDFS is in safe mode or the job's
-directory is out of space quota; an application is killed through the
+An executor's container is killed mid-training, or a rank raises; HDFS is in
+safe mode or the job's directory is out of space quota; an application is killed through the
 ResourceManager's REST API under botify-daily. In every case a reader of the
 storage root sees the old complete output or the new complete one, never a
-part, and the error says what happened.
+part, and the error says what happened. Lost nodes and NameNodes are
+test_cluster_shape.py's.
 """
 import json
 import subprocess
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from common.storage import FsspecStorage, join
-from tests.yarn.harness import (descendants_running, kill_an_executor_when, local_job, running_a_task,
+from tests.yarn.harness import (descendants_running, kill_an_executor_when, local_job,
                                 simulated_logs, submit_in_background, upload)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -70,25 +71,6 @@ class PartialWatcher:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
-
-
-def test_an_executor_killed_mid_extract_is_replaced_and_the_output_is_the_same(yarn, staged, spark):
-    root = staged
-    with PartialWatcher(join(root, "interactions")) as watcher:
-        thread, result = submit_in_background(yarn, "extract_interactions", root, "--run", "r2",
-                                              "--input", "events/train")
-        # Mid-extract: the executor is running one of the job's tasks.
-        app_id, killed = kill_an_executor_when(yarn, "botify-extract_interactions", running_a_task)
-        thread.join()
-    done = result["done"]
-    assert not Path(f"/proc/{killed}").exists()
-    # Spark asked YARN for a new executor, re-ran the lost tasks and finished.
-    assert done.returncode == 0, done.explain(yarn)
-    assert yarn.final_status(app_id) == ("FINISHED", "SUCCEEDED")
-    assert "exited" in yarn.driver_stdout(app_id) + yarn.container_logs(app_id) or len(yarn.container_dirs(app_id)) > 3
-    assert watcher.looks > 0 and not watcher.partial
-    for part in ("interactions", "users", "tracks"):
-        assert rows(spark, join(root, "interactions", "r2", part)) == rows(spark, join(root, "interactions", "ref", part))
 
 
 def test_an_executor_killed_mid_training_resumes_from_its_checkpoint_inside_the_same_submit(yarn, staged):

@@ -165,31 +165,3 @@ def test_botify_serves_the_lists_straight_from_hdfs(published, tmp_path):
         assert requests.get(base + "/readyz", timeout=10).status_code == 200
         served = requests.get(base + "/metrics", timeout=10).text
         assert 'version="v1"' in served
-
-
-def test_the_namenode_goes_away_during_a_reload_and_the_served_version_keeps_serving(published, tmp_path):
-    story = published
-    import requests
-
-    from testkit.served import TOKEN, botify_serve
-
-    admin = {"Authorization": f"Bearer {TOKEN}"}
-    track = json.loads(fs.read_text(join(story.hdfs, "recommendations", "v1", "top_tracks.json")))[0]
-    with botify_serve(story.hdfs, tmp_path) as (base, _):
-        assert requests.post(base + "/admin/reload", headers=admin, json={"version": "v1"}, timeout=120).ok
-        story.yarn.cluster.admin("namenode-stop")
-        try:
-            refused = requests.post(base + "/admin/reload", headers=admin, json={"version": "als1"}, timeout=120)
-            # botify still answers from what it loaded, and still says v1.
-            answered = requests.post(base + "/next/1", json={"track": track, "time": 0.5}, timeout=10)
-            ready = requests.get(base + "/readyz", timeout=10)
-            served = requests.get(base + "/metrics", timeout=10).text
-        finally:
-            story.yarn.cluster.admin("namenode-start")
-        assert refused.status_code == 503, refused.text
-        assert "previous version still serving" in refused.json()["error"]
-        assert "storage unreachable" in refused.json()["error"]
-        assert answered.status_code == 200 and ready.status_code == 200
-        assert 'version="v1"' in served and 'version="als1"' not in served
-        # Once HDFS is back the same reload goes through.
-        assert requests.post(base + "/admin/reload", headers=admin, json={"version": "als1"}, timeout=120).ok

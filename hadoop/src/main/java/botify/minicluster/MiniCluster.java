@@ -36,7 +36,8 @@ import org.apache.hadoop.yarn.server.MiniYARNCluster;
  * <p>Usage: {@code MiniCluster <dir> [overlay.properties]}. The overlay holds the YARN settings, as Spark's
  * suite passes its {@code newYarnConfig()} plus {@code extraConf}, and the topology as
  * {@code botify.minicluster.*} keys: {@code nodemanagers}, {@code datanodes}, {@code replication} and
- * {@code ha} (1: two NameNodes behind a name service). Writes the client configuration to {@code <dir>/conf}
+ * {@code ha} (1: two NameNodes behind a name service), {@code kerberos} (1: HDFS secured by Kerberos, with a KDC of
+ * its own and no YARN; see {@link Kerberos}) and {@code ticket_lifetime_s} (the KDC's longest ticket). Writes the client configuration to {@code <dir>/conf}
  * (core-site.xml, hdfs-site.xml, yarn-site.xml: a HADOOP_CONF_DIR), then {@code <dir>/cluster.json} last, so
  * its presence means "ready" (the one readiness signal). Every server binds to 127.0.0.1. Admin commands
  * arrive on stdin (see {@link Admin}).
@@ -76,6 +77,9 @@ public final class MiniCluster {
         int dataNodeCount = topology(overlay, "datanodes", 1);
         int replication = topology(overlay, "replication", 1);
         boolean ha = topology(overlay, "ha", 0) == 1;
+        boolean kerberos = topology(overlay, "kerberos", 0) == 1;
+        int ticketLifetime = topology(overlay, "ticket_lifetime_s", 0);
+        Kerberos realm = kerberos ? Kerberos.start(new File(dir, "kdc"), ticketLifetime) : null;
 
         Configuration hdfsConf = new Configuration();
         hdfsConf.setInt("dfs.replication", replication);
@@ -83,6 +87,9 @@ public final class MiniCluster {
         hdfsConf.setBoolean("dfs.permissions.enabled", true);
         // The tests put the NameNode in safe mode on purpose; leaving it must be quick.
         hdfsConf.setInt("dfs.namenode.safemode.extension", 0);
+        if (realm != null) {
+            realm.secureServers(hdfsConf);
+        }
         MiniDFSCluster.Builder builder = new MiniDFSCluster.Builder(hdfsConf, new File(dir, "dfs"))
                 .numDataNodes(dataNodeCount)
                 .format(true);
@@ -96,6 +103,9 @@ public final class MiniCluster {
         }
         dfs.waitActive();
         Configuration hdfsClient = hdfsClientConf(dfs, ha, replication);
+        if (realm != null) {
+            realm.client(hdfsClient);
+        }
         List<String> dataNodes = new ArrayList<>();
         for (DataNode node : dfs.getDataNodes()) {
             dataNodes.add(node.getDatanodeId().getXferAddr());
@@ -105,6 +115,10 @@ public final class MiniCluster {
         fs.mkdirs(new org.apache.hadoop.fs.Path("/tmp"), new FsPermission((short) 01777));
         fs.setPermission(new org.apache.hadoop.fs.Path("/tmp"), new FsPermission((short) 01777));
         fs.mkdirs(new org.apache.hadoop.fs.Path("/user"), new FsPermission((short) 0755));
+        if (realm != null) {
+            runSecureHdfs(dir, confDir, dfs, ha, hdfsClient, dataNodes, realm);
+            return;
+        }
 
         YarnConfiguration yarnConf = new YarnConfiguration();
         for (Map.Entry<String, String> entry : hdfsClient) {
@@ -135,7 +149,7 @@ public final class MiniCluster {
             return yarn.getResourceManager().getRMContext().getRMNodes().size() == nodes.count();
         }, nodes.count() + " NodeManager(s) to register");
         writeXml(yarnClientConf(live), new File(confDir, "yarn-site.xml"));
-        writeReady(dir, info(dfs, ha, hdfsClient, live, dataNodes, nodes, confDir));
+        writeReady(dir, info(dfs, ha, hdfsClient, live, dataNodes, nodes, confDir, null));
 
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
             nodes.stopAll();
@@ -146,6 +160,28 @@ public final class MiniCluster {
             }
         }));
         serveAdmin(new Admin(dfs, nodes, dataNodes), new File(dir, "control"));
+        System.exit(0);
+    }
+
+    /**
+     * HDFS alone: a secure YARN would need principals for the ResourceManager and every NodeManager and the
+     * setuid LinuxContainerExecutor, none of which a test cluster on one host has. Spark reaches this HDFS from
+     * local mode with a keytab.
+     */
+    private static void runSecureHdfs(File dir, File confDir, MiniDFSCluster dfs, boolean ha, Configuration hdfsClient,
+            List<String> dataNodes, Kerberos realm) throws Exception {
+        writeXml(hdfsClient, new File(confDir, "core-site.xml"));
+        writeXml(hdfsClient, new File(confDir, "hdfs-site.xml"));
+        NodeManagers none = new NodeManagers(dir, confDir, 0, new Configuration(false), hdfsClient);
+        writeReady(dir, info(dfs, ha, hdfsClient, null, dataNodes, none, confDir, realm));
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+            try {
+                dfs.shutdown();
+            } finally {
+                realm.stop();
+            }
+        }));
+        serveAdmin(new Admin(dfs, none, dataNodes), new File(dir, "control"));
         System.exit(0);
     }
 
@@ -229,11 +265,12 @@ public final class MiniCluster {
     }
 
     private static Map<String, Object> info(MiniDFSCluster dfs, boolean ha, Configuration hdfsClient,
-            Configuration live, List<String> dataNodes, NodeManagers nodes, File confDir) {
+            Configuration live, List<String> dataNodes, NodeManagers nodes, File confDir, Kerberos realm) {
         Map<String, Object> info = new LinkedHashMap<>();
         info.put("fs_default", hdfsClient.get("fs.defaultFS"));
-        info.put("rm_address", live.get(YarnConfiguration.RM_ADDRESS));
-        info.put("rm_webapp", "http://" + live.get(YarnConfiguration.RM_WEBAPP_ADDRESS));
+        // No YARN beside a secured HDFS (live is null): no ResourceManager to name.
+        info.put("rm_address", live == null ? null : live.get(YarnConfiguration.RM_ADDRESS));
+        info.put("rm_webapp", live == null ? null : "http://" + live.get(YarnConfiguration.RM_WEBAPP_ADDRESS));
         info.put("namenode_http", "http://" + hostPort(dfs.getNameNode(activeNameNode(dfs)).getHttpAddress()));
         info.put("nameservice", ha ? hdfsClient.get("dfs.nameservices") : null);
         List<Map<String, Object>> nameNodes = new ArrayList<>();
@@ -248,6 +285,7 @@ public final class MiniCluster {
         info.put("datanodes", dataNodes);
         info.put("nodemanagers", nodes.describe());
         info.put("conf_dir", confDir.getPath());
+        info.put("kerberos", realm == null ? null : realm.describe());
         info.put("pid", ProcessHandle.current().pid());
         return info;
     }
