@@ -36,3 +36,14 @@ if ! command -v promtool >/dev/null; then
          "prometheus (Debian/Ubuntu), or put promtool from a Prometheus release on PATH" >&2
   fi
 fi
+# kinit for the Kerberos-secured HDFS (botify-minicluster --kerberos, tests/yarn/test_kerberos.py): Debian's
+# `krb5-user` (MIT Kerberos clients; hdfs-native uses the libgssapi_krb5 it pulls in). Without it those tests skip.
+if ! command -v kinit >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends krb5-user \
+        >/dev/null; } || echo "bootstrap: apt-get install krb5-user failed: no kinit, the Kerberos tests skip" >&2
+  else
+    echo "bootstrap: no kinit (the Kerberos tests skip): as root, apt-get install --no-install-recommends krb5-user" \
+         "(Debian/Ubuntu)" >&2
+  fi
+fi

@@ -79,6 +79,7 @@ def _load_in_own_process(config: dict) -> Optional[dict]:
 
 
 def _serve(args) -> int:
+    from common.kerberos import KerberosError, ticket_from_env
     from common.redis_server import RedisServer, redact
 
     from botify.catalog import ArtifactError
@@ -94,6 +95,11 @@ def _serve(args) -> int:
     if args.workers is not None:
         config["server"]["workers"] = args.workers
     with contextlib.ExitStack() as stack:
+        try:  # before the start load: it may read a Kerberos-secured HDFS
+            stack.enter_context(ticket_from_env())
+        except KerberosError as exc:
+            log.error("cannot start: %s", exc)
+            return 2
         if not config["redis"]["url"]:
             rc = config["redis"]
             server = RedisServer(maxmemory=rc["maxmemory"], maxmemory_policy=rc["maxmemory_policy"])

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import posixpath
@@ -250,6 +251,25 @@ class FsspecStorage(Storage):
         fs, path = self._fs(uri)
         with fs.open(path, "rb") as fh:
             return fh.read()
+
+
+def _kerberos_failure_as_os_error(method):
+    """hdfs-native reports a failed Kerberos login (no ticket, an expired one) as a RuntimeError naming
+    GSSAPIError; callers treat a storage they cannot use as an OSError, so it becomes a PermissionError."""
+    @functools.wraps(method)
+    def checked(*args, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        except RuntimeError as exc:
+            if "GSSAPIError" not in str(exc):
+                raise
+            raise PermissionError(f"Kerberos authentication to HDFS failed (no valid ticket: kinit, or set "
+                                  f"BOTIFY_KERBEROS_PRINCIPAL and BOTIFY_KERBEROS_KEYTAB): {exc}") from exc
+    return checked
+
+
+for _name in ("exists", "delete", "rename", "mkdirs", "list", "list_files", "write_bytes", "read_bytes"):
+    setattr(FsspecStorage, _name, _kerberos_failure_as_os_error(getattr(FsspecStorage, _name)))
 
 
 def _drop_local_checksum(fs, path: str) -> None:

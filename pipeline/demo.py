@@ -86,6 +86,10 @@ class Demo:
 
     def spark_job(self, job: str, *args: str, log_name: Optional[str] = None) -> None:
         cluster = ["--master", "yarn", "--profile", self.spark_profile] if self.yarn else []
+        if self.cluster:
+            # Its own mini cluster's only node is this host: the environment is installed there already, so
+            # nothing is packed (3 GB) or unpacked. A cluster HADOOP_CONF_DIR names gets it shipped.
+            cluster += ["--python", sys.executable]
         self.sh(log_name or job, [str(REPO / "spark-submit.sh"), job, *cluster, "--set", f"storage.root={self.root_uri}",
                                   *args])
 

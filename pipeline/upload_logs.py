@@ -45,6 +45,7 @@ import fsspec.core
 from tqdm import tqdm
 
 from common.config import add_config_arguments, load_config
+from common.kerberos import KerberosError, ticket_from_env
 from common.paths import resolve
 from common.storage import FsspecStorage, atomic_output, join
 
@@ -246,8 +247,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     dest_uri = resolve(config, join("logs", dataset))
     try:
         patterns = args.pattern or [str(p) for p in settings.get("patterns", ["*" + DONE_SUFFIX])]
-        summary = upload(log_dir, dest_uri, cleanup=args.cleanup, progress=args.progress, dry_run=args.dry_run,
-                         patterns=patterns)
+        with ticket_from_env():
+            summary = upload(log_dir, dest_uri, cleanup=args.cleanup, progress=args.progress, dry_run=args.dry_run,
+                             patterns=patterns)
+    except KerberosError as exc:
+        print(f"botify-upload: {exc}", file=sys.stderr)
+        return 2
     except UploadLocked as exc:
         log.warning("%s; nothing done", exc)
         return EXIT_LOCKED

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import requests
 
@@ -39,13 +40,14 @@ def wait_until_up(base: str, proc: subprocess.Popen, timeout_s: float = 60.0) ->
 
 
 @contextlib.contextmanager
-def botify_serve(storage_root: str, workdir: Path, *args: str):
-    """Yield ``(base URL, process)`` of ``botify serve`` run in ``workdir``; SIGTERM it afterwards."""
+def botify_serve(storage_root: str, workdir: Path, *args: str, env: Optional[dict] = None):
+    """Yield ``(base URL, process)`` of ``botify serve`` run in ``workdir`` (``env`` over the usual one);
+    SIGTERM it afterwards."""
     port = free_port()
     with open(workdir / "serve.log", "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "botify", "serve", "--port", str(port), *args],
-                                cwd=workdir, env=serve_env(storage_root), stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                cwd=workdir, env={**serve_env(storage_root), **(env or {})}, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(base, proc)

@@ -144,11 +144,6 @@ def test_extract_interactions_local(event_root, spark):
     assert starts > 0 and manifest["session_starts"] == starts == table.agg({"starts": "sum"}).first()[0]
     assert len(top) == 100
 
-    # A re-run replaces the output (same rows, no duplicates), it does not append.
-    again = submit("extract_interactions", "--run", "local", "--set", f"storage.root={event_root}")
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert spark.read.parquet(str(event_root / "interactions" / "local" / "interactions")).count() == len(pairs)
-
 
 def test_too_many_malformed_publishes_nothing(event_root):
     result = submit("extract_interactions", "--run", "strict", "--set", f"storage.root={event_root}",

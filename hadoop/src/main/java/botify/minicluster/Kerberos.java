@@ -75,7 +75,7 @@ final class Kerberos {
                 "    forwardable = true",
                 "[realms]",
                 "    " + realm + " = {",
-                "        kdc = tcp/" + kdc.getHost() + ":" + kdc.getPort(),
+                "        kdc = 127.0.0.1:" + kdc.getPort(),
                 "    }",
                 "[domain_realm]",
                 "    " + HOST + " = " + realm,

@@ -35,10 +35,11 @@ import org.apache.hadoop.yarn.server.MiniYARNCluster;
  *
  * <p>Usage: {@code MiniCluster <dir> [overlay.properties]}. The overlay holds the YARN settings, as Spark's
  * suite passes its {@code newYarnConfig()} plus {@code extraConf}, and the topology as
- * {@code botify.minicluster.*} keys: {@code nodemanagers}, {@code datanodes}, {@code replication} and
- * {@code ha} (1: two NameNodes behind a name service), {@code kerberos} (1: HDFS secured by Kerberos, with a KDC of
- * its own and no YARN; see {@link Kerberos}) and {@code ticket_lifetime_s} (the KDC's longest ticket). Writes the client configuration to {@code <dir>/conf}
- * (core-site.xml, hdfs-site.xml, yarn-site.xml: a HADOOP_CONF_DIR), then {@code <dir>/cluster.json} last, so
+ * {@code botify.minicluster.*} keys: {@code nodemanagers}, {@code datanodes}, {@code replication},
+ * {@code ha} (1: two NameNodes behind a name service), {@code kerberos} (1: HDFS secured by Kerberos, with a KDC
+ * of its own and no YARN; see {@link Kerberos}) and {@code ticket_lifetime_s} (the KDC's longest ticket). Writes
+ * the client configuration to {@code <dir>/conf} (core-site.xml, hdfs-site.xml, yarn-site.xml: a
+ * HADOOP_CONF_DIR; no yarn-site.xml with Kerberos), then {@code <dir>/cluster.json} last, so
  * its presence means "ready" (the one readiness signal). Every server binds to 127.0.0.1. Admin commands
  * arrive on stdin (see {@link Admin}).
  */
