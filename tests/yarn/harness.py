@@ -206,6 +206,17 @@ def upload(workdir: Path, root: str, env: Dict[str, str]) -> None:
 
 
 
+def staged_root(yarn, workdir: Path, name: str, seed: int) -> str:
+    """A fresh HDFS root with a world and botify's logs (60,000 events) uploaded and staged, and a reference
+    extract run ``ref`` made on this host's Spark (the jobs under test are the YARN ones)."""
+    simulated_logs(workdir, seed=seed, users=400, events=60000, files=4)
+    root = yarn.new_root(name)
+    upload(workdir, root, yarn.env())
+    local_job(yarn, root, "stage_events", "--run", "s1", "--input", "logs/train", "--dataset", "train")
+    local_job(yarn, root, "extract_interactions", "--run", "ref", "--input", "events/train")
+    return root
+
+
 def local_job(yarn, root, job, *args):
     """Preparation on this host's Spark, writing to HDFS (faster than a YARN round trip; not under test)."""
     done = subprocess.run([str(REPO / "spark-submit.sh"), job, "--set", f"storage.root={root}", *args],

@@ -18,8 +18,8 @@ import requests
 from common.storage import FsspecStorage, join
 from testkit.artifacts import write_recommendations
 from testkit.served import TOKEN, botify_serve
-from tests.yarn.harness import (container_log_dir, local_job, running_a_task, simulated_logs, submit_in_background,
-                                upload, wait_for_an_executor)
+from tests.yarn.harness import (container_log_dir, running_a_task, staged_root, submit_in_background,
+                                wait_for_an_executor)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -30,13 +30,9 @@ ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 @pytest.fixture(scope="module")
 def story(shaped, tmp_path_factory):
     """The world and botify's logs on the name service, staged, with a reference extract run ``ref``."""
-    workdir = simulated_logs(tmp_path_factory.mktemp("shape"), seed=9, users=400, events=60000, files=4)
-    root = shaped.new_root("shape")
-    upload(workdir, root, shaped.env())
-    local_job(shaped, root, "stage_events", "--run", "s1", "--input", "logs/train", "--dataset", "train")
-    local_job(shaped, root, "extract_interactions", "--run", "ref", "--input", "events/train")
+    root = staged_root(shaped, tmp_path_factory.mktemp("shape"), "shape", seed=9)
     assert root.startswith("hdfs://minidfs-ns/")
-    return workdir, root
+    return root
 
 
 def rows(root, run, part="interactions"):
@@ -52,7 +48,7 @@ def assert_same_output(root, run):
 
 
 def test_the_node_without_the_application_master_lost_mid_extract(shaped, story):
-    _, root = story
+    root = story
     thread, result = submit_in_background(shaped, "extract_interactions", root, "--run", "node-lost",
                                           "--input", "events/train")
     app_id = shaped.wait_running("botify-extract_interactions")
@@ -77,7 +73,7 @@ def test_the_node_without_the_application_master_lost_mid_extract(shaped, story)
 
 
 def test_a_datanode_stopped_jobs_and_botify_reads_go_on(shaped, story, tmp_path):
-    _, root = story
+    root = story
     lists = {u: [(u + i) % 500 for i in range(50)] for u in range(1, 401)}
     write_recommendations(root, "dn1", lists, top=list(range(50)))
     shaped.cluster.admin("datanode-stop", "0")
@@ -97,7 +93,7 @@ def test_a_datanode_stopped_jobs_and_botify_reads_go_on(shaped, story, tmp_path)
 
 
 def test_the_active_namenode_killed_mid_job_and_the_standby_made_active(shaped, story):
-    _, root = story
+    root = story
     thread, result = submit_in_background(shaped, "extract_interactions", root, "--run", "failover",
                                           "--input", "events/train")
     wait_for_an_executor(shaped, "botify-extract_interactions", running_a_task)
@@ -122,7 +118,7 @@ def failover_by_kill(shaped, gap_s: float = 3.0, during=lambda: None):
 
 
 def test_botify_keeps_serving_through_a_failover_and_reloads_after_it(shaped, story, tmp_path):
-    _, root = story
+    root = story
     lists = {u: [(u * 7 + i) % 500 for i in range(50)] for u in range(1, 401)}
     write_recommendations(root, "ha1", lists, top=list(range(50)))
     write_recommendations(root, "ha2", {u: t[::-1] for u, t in lists.items()}, top=list(range(50, 100)))

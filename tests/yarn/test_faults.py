@@ -17,8 +17,7 @@ from pathlib import Path
 import pytest
 
 from common.storage import FsspecStorage, join
-from tests.yarn.harness import (descendants_running, kill_an_executor_when, local_job,
-                                simulated_logs, submit_in_background, upload)
+from tests.yarn.harness import descendants_running, kill_an_executor_when, staged_root, submit_in_background
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -29,12 +28,7 @@ fs = FsspecStorage()
 @pytest.fixture(scope="module")
 def staged(yarn, tmp_path_factory):
     """An HDFS root with the world, botify's logs staged, and a reference extract run ``ref``."""
-    workdir = simulated_logs(tmp_path_factory.mktemp("faults"), seed=8, users=400, events=60000, files=4)
-    root = yarn.new_root("faults")
-    upload(workdir, root, yarn.env())
-    local_job(yarn, root, "stage_events", "--run", "s1", "--input", "logs/train", "--dataset", "train")
-    local_job(yarn, root, "extract_interactions", "--run", "ref", "--input", "events/train")
-    return root
+    return staged_root(yarn, tmp_path_factory.mktemp("faults"), "faults", seed=8)
 
 
 TINY = [a for item in ["multidae.dims=[32, 8]", "multidae.epochs=8", "multidae.batch_size=32", "multidae.partitions=4",
