@@ -1,4 +1,4 @@
-"""A backfill is the nights it stands for: `botify-daily --from D1 --to D3` gives its last date the outputs a
+"""A backfill is the nights it stands for: `botify-daily --from D1 --to D3` gives each date the outputs a
 single `--date` run gives it, and one killed mid-night resumes at the date and step that died (the
 staging and extraction steps, on local Spark)."""
 from __future__ import annotations
@@ -52,7 +52,7 @@ def interactions(root: Path, date: str):
     return sorted(tuple(sorted(row.items())) for row in table)
 
 
-def test_a_killed_backfill_resumes_and_equals_a_single_night(tmp_path):
+def test_a_killed_backfill_resumes_and_equals_three_single_nights(tmp_path):
     backfill = prepared(tmp_path, "backfill")
     stop = threading.Event()
     killer = threading.Thread(target=kill_when_running, args=(f"extract_interactions --run {D2}", stop))
@@ -72,10 +72,11 @@ def test_a_killed_backfill_resumes_and_equals_a_single_night(tmp_path):
     assert "(earlier" in next(line for line in night_2 if line.startswith("stage_events"))
 
     single = prepared(tmp_path, "single")
-    # One date stands for all: the single night stages every log the folder holds, as night D3 did.
-    night = subprocess.run([*single, "--date", D3], capture_output=True, text=True, timeout=600)
-    assert night.returncode == 0, night.stderr[-3000:]
-    assert interactions(tmp_path / "backfill", D3) == interactions(tmp_path / "single", D3)
+    for date in (D1, D2, D3):
+        night = subprocess.run([*single, "--date", date], capture_output=True, text=True, timeout=600)
+        assert night.returncode == 0, night.stderr[-3000:]
+    for date in (D1, D2, D3):
+        assert interactions(tmp_path / "backfill", date) == interactions(tmp_path / "single", date)
 
 
 def test_dates_in_the_future_are_refused_before_anything_runs(tmp_path):

@@ -1,10 +1,10 @@
-"""botify-daily every night, as an operator runs it: a two-night backfill on local[2] against a real botify.
+"""botify-daily every night, as an operator runs it: a three-night backfill on local[2] against a real botify.
 
-Two days of botify's logs wait in its log folder; `botify-daily --from D1 --to D2` runs each date as its
+Three days of botify's logs wait in its log folder; `botify-daily --from D1 --to D3` runs each date as its
 own night. After night 1 a late log file for D1 arrives and the operator holds serving. The story checks what
 the operator sees: each night's table, D1's staged date taking the late file on night 2 (the other dates
-untouched), LATEST kept on D1 through the held night while its version is still written, and the A/B
-report of night 2 carrying one sequential row per night. A second run of the same command does nothing
+untouched), LATEST kept on D1 through the held nights while their versions are still written, and the A/B
+report of night 3 carrying one sequential row per night. A second run of the same command does nothing
 more; a failed step resumes where it failed.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ from testkit.served import TOKEN, botify_serve
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 BIN = Path(sys.executable).parent
-D1, D2 = "2026-11-02", "2026-11-03"
+D1, D2, D3 = "2026-11-02", "2026-11-03", "2026-11-04"
 
 
 def sim(*args: str) -> None:
@@ -37,15 +37,15 @@ def nights(tmp_path_factory):
     root = f"file://{work / 'warehouse'}"
     sim("generate", "--seed", "3", "--tracks", "800", "--users", "300", "--out", str(work / "warehouse" / "world"))
     logs = work / "botify-logs"
-    sim("bulk", "--events", "4000", "--world", str(work / "warehouse" / "world"), "--experiment", "AB:2",
-        "--files", "2", "--seed", "3", "--out", str(logs), "--start", D1, "--days", "2")
+    sim("bulk", "--events", "6000", "--world", str(work / "warehouse" / "world"), "--experiment", "AB:2",
+        "--files", "2", "--seed", "3", "--out", str(logs), "--start", D1, "--days", "3")
     late = work / "late"
     sim("bulk", "--events", "400", "--world", str(work / "warehouse" / "world"), "--experiment", "AB:2",
         "--files", "1", "--seed", "99", "--out", str(late), "--date", D1)
     sets = [f"storage.root={root}", f"daily.botify_log_dir={logs}", f"daily.log_dir={work / 'daily-logs'}",
             f"daily.lock_file={work / 'daily.lock'}", "daily.train_window_days=2", "daily.master=local[2]",
             f"daily.metrics_textfile={work / 'botify_nightly.prom'}", *TINY]
-    argv = [str(BIN / "botify-daily"), "--from", D1, "--to", D2, *sum((["--set", s] for s in sets), [])]
+    argv = [str(BIN / "botify-daily"), "--from", D1, "--to", D3, *sum((["--set", s] for s in sets), [])]
     with botify_serve(root, work) as (base, _):
         env = {**os.environ, "BOTIFY_ADMIN_TOKEN": TOKEN}
         argv += ["--set", f"daily.botify_url={base}"]
@@ -85,21 +85,22 @@ def table(out: str, date: str) -> dict:
     return {line.split()[0]: line.split()[1] for line in lines if line and not line.startswith(" ")}
 
 
-def test_two_nights_ran_in_order_and_the_held_one_reloaded_nothing(nights):
+def test_three_nights_ran_in_order_and_the_held_ones_reloaded_nothing(nights):
     assert nights["code"] == 0, nights["out"][-4000:]
-    first, second = (table(nights["out"], d) for d in (D1, D2))
+    first, second, third = (table(nights["out"], d) for d in (D1, D2, D3))
     assert set(first.values()) == {"succeeded"}, first
-    assert second["reload"] == "held" and second["infer_recommendations"] == "succeeded", second
+    for night in (second, third):
+        assert night["reload"] == "held" and night["infer_recommendations"] == "succeeded", night
     recs = nights["root"] / "recommendations"
     assert (recs / "LATEST").read_text().strip() == D1
-    assert all((recs / d / "_SUCCESS").exists() for d in (D1, D2))
+    assert all((recs / d / "_SUCCESS").exists() for d in (D1, D2, D3))
     assert json.loads((recs / "HOLD").read_text())["reason"] == "looking into D1"
 
 
 def test_each_night_reports_its_retention_and_leaves_a_metric_for_prometheus(nights):
     from prometheus_client.parser import text_string_to_metric_families
 
-    for date in (D1, D2):
+    for date in (D1, D2, D3):
         assert f"retention {date}" in night(nights["out"], date)
     metrics = {s.name: s.value for f in text_string_to_metric_families((nights["work"] / "botify_nightly.prom").read_text())
                for s in f.samples}
@@ -108,28 +109,28 @@ def test_each_night_reports_its_retention_and_leaves_a_metric_for_prometheus(nig
 
 def test_the_late_file_was_staged_into_its_own_date_on_the_next_night(nights):
     manifest = json.loads((nights["root"] / "events" / "botify" / "_STAGED.json").read_text())
-    assert {d: v["run"] for d, v in manifest["dates"].items()} == {D1: D2, D2: D1}
+    assert {d: v["run"] for d, v in manifest["dates"].items()} == {D1: D2, D2: D1, D3: D1}
     late_inputs = [u for u, v in manifest["inputs"].items() if "late-" in u]
     assert late_inputs and all(manifest["inputs"][u]["run"] == D2 for u in late_inputs)
 
 
 def test_each_night_trained_on_its_window_and_no_later(nights):
-    for date, first in ((D1, "2026-11-01"), (D2, D1)):  # train_window_days=2
+    for date, first in ((D1, "2026-11-01"), (D2, D1), (D3, D2)):  # train_window_days=2
         record = json.loads((nights["root"] / "interactions" / date / "_MANIFEST.json").read_text())
         assert record["window"] == [first, date]
 
 
-def test_the_report_of_night_2_has_a_sequential_row_per_night(nights):
-    report = (nights["root"] / "ab" / "AB" / D2 / "report.md").read_text()
+def test_the_report_of_night_3_has_a_sequential_row_per_night(nights):
+    report = (nights["root"] / "ab" / "AB" / D3 / "report.md").read_text()
     assert "## Sequential analysis (valid when read every night)" in report
     rows = [line for line in report.splitlines() if line.startswith("| T1 | 2026-11-")]
-    assert [row.split("|")[2].strip() for row in rows] == [D1, D2]
-    assert (nights["root"] / "ab" / "AB" / D2 / "sequential.png").stat().st_size > 1000
+    assert [row.split("|")[2].strip() for row in rows] == [D1, D2, D3]
+    assert (nights["root"] / "ab" / "AB" / D3 / "sequential.png").stat().st_size > 1000
     history = json.loads((nights["root"] / "ab" / "AB" / "_SEQUENTIAL.json").read_text())
-    assert [look["night"] for look in history["T1"]["looks"]] == [1, 2]
+    assert [look["night"] for look in history["T1"]["looks"]] == [1, 2, 3]
 
 
 def test_the_same_backfill_again_has_nothing_left_to_do(nights):
     assert nights["again"].returncode == 0, nights["again"].stdout[-3000:] + nights["again"].stderr[-3000:]
-    assert "2 of 2 dates done by an earlier run" in nights["again"].stderr
+    assert "3 of 3 dates done by an earlier run" in nights["again"].stderr
     assert "botify-daily 2026" not in nights["again"].stdout
