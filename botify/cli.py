@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import sys
 from typing import List, Optional
 
@@ -31,15 +32,28 @@ def _settings(args) -> dict:
     return load_settings(args.overrides, name=args.config)
 
 
+def _owner_only(cleanup):
+    """``cleanup`` run only by the process that set it up. A gunicorn worker is forked inside run_gunicorn and
+    leaves (SIGHUP, max requests, a graceful stop) by raising SystemExit through the same frames: it must not
+    stop the master's private Redis, nor delete the metrics folder or ticket cache its siblings still use."""
+    owner = os.getpid()
+
+    def run(*args):
+        if os.getpid() == owner:
+            cleanup(*args)
+    return run
+
+
 def cmd_serve(args) -> int:
     from botify import metrics
 
     # Before anything imports prometheus_client: every worker forked later counts into this directory.
     metrics_dir = metrics.use_private_dir()
+    remove_metrics_dir = _owner_only(metrics.remove_private_dir)
     try:
         return _serve(args)
     finally:
-        metrics.remove_private_dir(metrics_dir)
+        remove_metrics_dir(metrics_dir)
 
 
 def _load_and_send(config: dict, send) -> None:
@@ -105,7 +119,7 @@ def _serve(args) -> int:
             server = RedisServer(maxmemory=rc["maxmemory"], maxmemory_policy=rc["maxmemory_policy"])
             server.start()
             rc["url"] = server.unix_url
-            stack.callback(server.stop)
+            stack.callback(_owner_only(server.stop))
             server.supervise(float(rc["restart_backoff_s"]))
             log.info("no REDIS_URL: started a private redis-server at %s (maxmemory %s, %s; a generated password; "
                      "restarted if it exits)", redact(rc["url"]), rc["maxmemory"], rc["maxmemory_policy"])

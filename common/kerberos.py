@@ -91,14 +91,18 @@ def ticket_from_env(environ: Optional[Mapping[str, str]] = None) -> Iterator[Opt
         relogin_s = float(environ.get(RELOGIN_S, "3600"))
     except ValueError:
         raise KerberosError(f"{RELOGIN_S} must be a number of seconds, not {environ.get(RELOGIN_S)!r}") from None
-    with tempfile.TemporaryDirectory(prefix="botify-krb5-") as folder:
-        keeper = TicketKeeper(principal, keytab, Path(folder) / "ccache", relogin_s)
-        previous = os.environ.get("KRB5CCNAME")
-        os.environ["KRB5CCNAME"] = keeper.ccname
-        try:
-            yield keeper.start()
-        finally:
+    folder = tempfile.mkdtemp(prefix="botify-krb5-")
+    owner = os.getpid()
+    keeper = TicketKeeper(principal, keytab, Path(folder) / "ccache", relogin_s)
+    previous = os.environ.get("KRB5CCNAME")
+    os.environ["KRB5CCNAME"] = keeper.ccname
+    try:
+        yield keeper.start()
+    finally:
+        # A process forked inside (a gunicorn worker) leaves through here too: the cache is its parent's.
+        if os.getpid() == owner:
             keeper.stop()
+            shutil.rmtree(folder, ignore_errors=True)
             if previous is None:
                 os.environ.pop("KRB5CCNAME", None)
             else:

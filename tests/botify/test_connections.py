@@ -116,3 +116,29 @@ def test_a_killed_worker_is_replaced_and_its_replacement_takes_connections_too(w
         for conn in held:
             conn.close()
     assert lines_per_worker(log_dir)[str(replacement)] == 4, lines_per_worker(log_dir)
+
+
+def test_a_hangup_replaces_every_worker_and_the_private_redis_and_metrics_stay(world, tmp_path):
+    """SIGHUP (gunicorn's graceful reload): the old workers leave by unwinding the frames they were forked in;
+    the master's private Redis, its folder and the metrics folder are the master's to stop, not theirs."""
+    with botify_serve(world, tmp_path, "--workers", "2") as (base, proc):
+        port = int(base.rsplit(":", 1)[1])
+        wait_for_workers(tmp_path / "serve.log", 2)
+        before = worker_pids(proc.pid)
+        os.kill(proc.pid, signal.SIGHUP)
+        deadline = time.monotonic() + 60
+        while not (len(worker_pids(proc.pid)) == 2 and not worker_pids(proc.pid) & before):
+            assert time.monotonic() < deadline, "gunicorn did not replace its workers"
+            time.sleep(0.1)
+        wait_for_workers(tmp_path / "serve.log", 4)
+        for user in range(6):  # answered from Redis's lists: a worker without Redis would say 503 or drop it
+            post_next(http.client.HTTPConnection("127.0.0.1", port, timeout=15), user)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
+        conn.request("GET", "/readyz")
+        ready = conn.getresponse()
+        assert ready.status == 200, ready.read()
+        ready.read()
+        conn.request("GET", "/metrics")
+        metrics = conn.getresponse()
+        assert metrics.status == 200 and b"botify_requests" in metrics.read()
+        assert "Redis unreachable" not in (tmp_path / "serve.log").read_text()
