@@ -96,7 +96,7 @@ def spark_submit_binary() -> str:
 def build_code_zip(out: Path = BUILD / "botify-code.zip") -> Path:
     """Zip the project's Python packages for ``--py-files`` (rebuilt every submit: it is small)."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".zip.tmp")
+    tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")  # two submits at once (cron and a user) do not collide
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
         for package in CODE_PACKAGES:
             for path in sorted((REPO / package).rglob("*.py")):
