@@ -118,8 +118,29 @@ def describe_error(exc: BaseException) -> str:
     """
     text = f"{type(exc).__name__}: {exc}".strip()
     causes = [line.strip()[len("Caused by: "):] for line in text.splitlines() if line.strip().startswith("Caused by: ")]
-    root = _jvm_root_cause(exc) or (causes[-1] if causes else None)
+    root = _python_root_cause(text) or _jvm_root_cause(exc) or (causes[-1] if causes else None)
     return f"{root} (root cause of {text.splitlines()[0]})\n{text}" if root else text
+
+
+# An exception line of Python's traceback format, and the types that only wrap what a task really raised.
+_ERROR_LINE = re.compile(r"^(?:\[[^\]]*\]:?\s*)?(?:[\w.]+\.)?(\w+(?:Error|Exception)): \S")
+_WRAPPERS = {"PythonException", "SparkException", "Py4JJavaError", "ChildFailedError"}
+
+
+def _python_root_cause(text: str) -> Optional[str]:
+    """In a Spark task's PythonException: the last error a Python process raised that wraps nothing (a
+    TorchDistributor rank's own, under torchrun's ChildFailedError and the task's "Command ... failed")."""
+    start = text.find("PythonException")
+    if start < 0:
+        return None
+    found = []
+    for line in text[start:].splitlines()[1:]:
+        if line.startswith("\tat "):  # the JVM's frames: the Python traceback has ended
+            break
+        match = _ERROR_LINE.match(line.strip())
+        if match and match.group(1) not in _WRAPPERS and not line.strip().startswith("RuntimeError: Command ["):
+            found.append(line.strip())
+    return found[-1] if found else None
 
 
 def _jvm_root_cause(exc: BaseException) -> Optional[str]:

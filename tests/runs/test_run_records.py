@@ -174,3 +174,29 @@ def test_a_code_zip_stamped_at_submit_names_the_commit_without_git(tmp_path):
     assert where.startswith(str(code))  # the zip's code ran, as on a node
     assert info["commit"] == run_record.git_commit(REPO) and len(info["commit"].split("-")[0]) == 40
     assert info["version"] == run_record.installed_version()
+
+
+# What a failed TorchDistributor barrier stage raises in the driver, cut down: the rank's own error sits in
+# torchrun's output, inside the task's "Command ... failed" message, under the JVM's words.
+BARRIER_FAILURE = """An error occurred while calling o449.collectToPython.
+: org.apache.spark.SparkException: Job aborted due to stage failure: Could not recover from a failed barrier ResultStage.
+Lost task 0.0 in stage 5.0 (TID 9) (localhost executor 1): org.apache.spark.api.python.PythonException: Traceback (most recent call last):
+  File "/env/lib/python3.11/site-packages/pyspark/ml/torch/distributor.py", line 516, in _execute_command
+    raise RuntimeError(
+RuntimeError: Command ['/env/bin/python', '-m', 'torch.distributed.run', 'train.py'] failed with return code 1. The task output is included below: Traceback (most recent call last):
+  File "/tmp/train.py", line 9, in <module>
+    state = _restore(spec, model)
+[rank0]: ValueError: hdfs:///w/last.pt was trained with {'dims': [2]}, not {'dims': [32, 8]}: use another --version
+torch.distributed.elastic.multiprocessing.errors.ChildFailedError: train.py FAILED
+
+\tat org.apache.spark.api.python.BasePythonRunner$ReaderIterator.handlePythonException(PythonRunner.scala:572)
+\tat java.base/java.lang.Thread.run(Thread.java:840)
+Caused by: java.io.IOException: not the cause a reader wants
+"""
+
+
+def test_a_python_task_failure_is_led_by_the_error_the_task_really_raised():
+    described = run_record.describe_error(RuntimeError(BARRIER_FAILURE))
+    first = described.splitlines()[0]
+    assert first.startswith("[rank0]: ValueError: hdfs:///w/last.pt was trained with"), first
+    assert first.endswith("(root cause of RuntimeError: An error occurred while calling o449.collectToPython.)")
