@@ -12,15 +12,6 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 
-def pytest_collection_modifyitems(items):
-    # Two pytest workers (pytest.ini: -n 2 --dist loadgroup) share the 2 cores: the Hadoop tests stay on one of
-    # them, with their one session cluster, while the other runs the rest.
-    hadoop = pytest.mark.xdist_group("hadoop")
-    for item in items:
-        if Path(str(item.fspath)).parent.name == "yarn":
-            item.add_marker(hadoop)
-
-
 @pytest.fixture(scope="session")
 def spark():
     from common.spark import get_session
