@@ -253,23 +253,26 @@ class FsspecStorage(Storage):
             return fh.read()
 
 
-def _kerberos_failure_as_os_error(method):
-    """hdfs-native reports a failed Kerberos login (no ticket, an expired one) as a RuntimeError naming
-    GSSAPIError; callers treat a storage they cannot use as an OSError, so it becomes a PermissionError."""
+def _hdfs_failure_as_os_error(method):
+    """hdfs-native reports some failures of HDFS itself as RuntimeError: a failed Kerberos login (naming
+    GSSAPIError), an RPC answered by no active NameNode during a failover. Callers treat a storage they cannot
+    use as an OSError (botify: 503, the old version keeps serving), so on hdfs:// they become one."""
     @functools.wraps(method)
-    def checked(*args, **kwargs):
+    def checked(self, uri, *args, **kwargs):
         try:
-            return method(*args, **kwargs)
+            return method(self, uri, *args, **kwargs)
         except RuntimeError as exc:
-            if "GSSAPIError" not in str(exc):
+            if urlparse(uri).scheme not in ("hdfs", "viewfs"):
                 raise
-            raise PermissionError(f"Kerberos authentication to HDFS failed (no valid ticket: kinit, or set "
-                                  f"BOTIFY_KERBEROS_PRINCIPAL and BOTIFY_KERBEROS_KEYTAB): {exc}") from exc
+            if "GSSAPIError" in str(exc):
+                raise PermissionError(f"Kerberos authentication to HDFS failed (no valid ticket: kinit, or set "
+                                      f"BOTIFY_KERBEROS_PRINCIPAL and BOTIFY_KERBEROS_KEYTAB): {exc}") from exc
+            raise OSError(f"HDFS failed: {exc}") from exc
     return checked
 
 
 for _name in ("exists", "delete", "rename", "mkdirs", "list", "list_files", "write_bytes", "read_bytes"):
-    setattr(FsspecStorage, _name, _kerberos_failure_as_os_error(getattr(FsspecStorage, _name)))
+    setattr(FsspecStorage, _name, _hdfs_failure_as_os_error(getattr(FsspecStorage, _name)))
 
 
 def _drop_local_checksum(fs, path: str) -> None:
