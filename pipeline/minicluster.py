@@ -9,8 +9,9 @@ in ``hadoop/`` (built with Maven on first use; its jars stay in ``~/.m2``).
 The topology is chosen by options, as hdfs-native's test cluster does: several
 NodeManagers (each a JVM of its own), several DataNodes, and with ``--ha`` two
 NameNodes behind one name service (the first active; there is no ZKFC). With
-``--kerberos`` HDFS is secured by Kerberos (a KDC of its own, keytabs and
-krb5.conf under DIR/kdc) and no YARN starts. It
+``--kerberos`` HDFS and YARN are secured by Kerberos (a KDC of its own,
+keytabs and krb5.conf under DIR/kdc; every daemon shares one service
+principal, containers run as the NodeManager's user). It
 writes a matching ``HADOOP_CONF_DIR`` under DIR, prints the lines to export,
 and runs until Ctrl-C or SIGTERM. Every server listens on 127.0.0.1 only.
 
@@ -138,7 +139,7 @@ class MiniCluster:
                  extra_conf: Optional[Dict[str, str]] = None, nodemanagers: int = 1, datanodes: int = 1,
                  replication: Optional[int] = None, ha: bool = False, kerberos: bool = False,
                  ticket_lifetime_s: Optional[int] = None):
-        """``kerberos``: HDFS secured by Kerberos, with a KDC of its own and no YARN (``info["kerberos"]`` names
+        """``kerberos``: HDFS and YARN secured by Kerberos, with a KDC of its own (``info["kerberos"]`` names
         the client's keytab, principal and krb5.conf); ``ticket_lifetime_s``: that KDC's longest ticket."""
         self.owns_dir = workdir is None
         self.dir = Path(workdir or tempfile.mkdtemp(prefix="botify-minicluster-")).resolve()
@@ -285,7 +286,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--replication", type=int, default=None, help="dfs.replication (default: min(datanodes, 2))")
     parser.add_argument("--ha", action="store_true", help="two NameNodes behind one name service, the first active")
     parser.add_argument("--kerberos", action="store_true",
-                        help="HDFS secured by Kerberos (a KDC of its own, keytabs under DIR/kdc); no YARN")
+                        help="HDFS and YARN secured by Kerberos (a KDC of its own, keytabs under DIR/kdc)")
     args = parser.parse_args(argv)
     cluster = MiniCluster(Path(args.dir), args.nm_memory_mb, args.nm_vcores, nodemanagers=args.nodemanagers,
                           datanodes=args.datanodes, replication=args.replication, ha=args.ha,
@@ -299,11 +300,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if kerberos:
             print(f"export KRB5_CONFIG={kerberos['krb5_conf']}", flush=True)
             print(f"# kinit -kt {kerberos['keytab']} {kerberos['principal']}", flush=True)
-            print(f"# HDFS {cluster.fs_default} (Kerberos realm {kerberos['realm']}, no YARN; Ctrl-C stops it; "
-                  f"logs in {cluster.dir})", flush=True)
-        else:
-            print(f"# HDFS {cluster.fs_default}   YARN ResourceManager {cluster.rm_webapp}   "
-                  f"(Ctrl-C stops both; logs in {cluster.dir})", flush=True)
+            print(f"# Kerberos realm {kerberos['realm']}; Java reads -Djava.security.krb5.conf={kerberos['krb5_conf']}",
+                  flush=True)
+        print(f"# HDFS {cluster.fs_default}   YARN ResourceManager {cluster.rm_webapp}   "
+              f"(Ctrl-C stops both; logs in {cluster.dir})", flush=True)
         while not stop["now"] and cluster.proc.poll() is None:
             time.sleep(1)
     except KeyboardInterrupt:

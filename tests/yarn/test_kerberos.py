@@ -1,7 +1,7 @@
-"""A user's first day on a Kerberos-secured HDFS: a ticket from the keytab, then hdfs-native and Spark.
+"""A user's first day on a Kerberos-secured cluster: a ticket from the keytab, then hdfs-native, Spark and YARN.
 
-The cluster is ``MiniCluster(kerberos=True)``: Hadoop's MiniKdc, the NameNode and DataNode logged in from
-their keytab, SASL on the data transfer protocol, no YARN. Every client runs in a process of its own with
+The cluster is ``MiniCluster(kerberos=True)``: Hadoop's MiniKdc, the NameNode, DataNode, ResourceManager and
+NodeManager logged in from their keytab, SASL on the data transfer protocol. Every client runs in a process of its own with
 the environment a user's shell would have (HADOOP_CONF_DIR, KRB5_CONFIG, KRB5CCNAME), so this process's
 environment, and every other test's, stays as it was.
 """
@@ -49,7 +49,7 @@ def secure_hdfs(request):
     # A missing kinit is a setup bug, not a reason to skip: ./bootstrap.sh installs it as root.
     assert shutil.which("kinit"), "no kinit: apt-get install --no-install-recommends krb5-user"
     # Tickets live a minute, so botify's test outlives its first one.
-    cluster = MiniCluster(kerberos=True, ticket_lifetime_s=TICKET_S).start()
+    cluster = MiniCluster(nm_memory_mb=4096, nm_vcores=2, kerberos=True, ticket_lifetime_s=TICKET_S).start()
     failed_before = request.session.testsfailed
     yield cluster
     if request.session.testsfailed > failed_before:
@@ -80,8 +80,7 @@ def test_the_cluster_names_its_realm_and_the_client_keytab(secure_hdfs):
     assert kerberos["principal"] == f"botify@{kerberos['realm']}"
     assert os.path.isfile(kerberos["keytab"]) and os.path.isfile(kerberos["krb5_conf"])
     assert secure_hdfs.env()["KRB5_CONFIG"] == kerberos["krb5_conf"]
-    # HDFS alone: no ResourceManager stands beside a secured HDFS.
-    assert secure_hdfs.info["rm_address"] is None
+    assert secure_hdfs.info["rm_address"] and secure_hdfs.info["nodemanagers"]
 
 
 def test_with_a_ticket_from_the_keytab_hdfs_native_writes_and_reads(secure_hdfs, tmp_path):
@@ -104,6 +103,19 @@ def test_a_client_without_a_ticket_is_refused_at_once_with_one_clear_error(secur
     assert len(error.splitlines()) == 1, error
     assert "GSS" in error and "No Kerberos credentials available" in error, error
     assert took < 30, f"refused only after {took:.0f}s"
+
+
+def read_run_records(cluster, ccache, root):
+    """Each run record under ``root`` with its owner, read by a user with a fresh ticket (they live a minute)."""
+    kinit(cluster, ccache)
+    code = ("import json, sys, fsspec\n"
+            "fs, path = fsspec.core.url_to_fs(sys.argv[1])\n"
+            "print(json.dumps([{'owner': fs.info(p)['owner'], 'record': json.loads(fs.cat_file(p))}\n"
+            "                  for p in fs.glob(path + '/runs/*/*.json')]))\n")
+    done = subprocess.run([sys.executable, "-c", code, root], env=client_env(cluster, ccache), cwd=REPO,
+                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
 
 
 def test_a_spark_job_logs_in_from_the_keytab_and_writes_its_run_record(secure_hdfs, tmp_path):
@@ -129,6 +141,33 @@ def test_a_spark_job_logs_in_from_the_keytab_and_writes_its_run_record(secure_hd
     seen = json.loads(read.stdout)
     assert seen["owner"] == "botify"
     assert json.loads(seen["text"])["job"] == "cluster_check"
+
+
+def test_on_secure_yarn_a_job_runs_as_the_keytabs_user_on_its_delegation_tokens(secure_hdfs, tmp_path):
+    kerberos = secure_hdfs.info["kerberos"]
+    root = f"{secure_hdfs.fs_default}/tmp/kerberos/yarn"
+    ccache = tmp_path / "cc"
+    # The shell's ticket publishes Spark's jars to the cluster's cache; the job itself logs in from the keytab.
+    kinit(secure_hdfs, ccache)
+    # Cluster mode: the driver logs in from the keytab inside the application master, and executors' JVMs
+    # need the realm too; a real node has /etc/krb5.conf, here each JVM is told where this KDC's is.
+    java = f"-Djava.security.krb5.conf={kerberos['krb5_conf']}"
+    done = subprocess.run(
+        [str(REPO / "spark-submit.sh"), "cluster_check", "--master", "yarn", "--profile", "minicluster",
+         "--python", sys.executable,
+         "--conf", f"spark.kerberos.principal={kerberos['principal']}",
+         "--conf", f"spark.kerberos.keytab={kerberos['keytab']}",
+         "--conf", f"spark.driver.extraJavaOptions={java}", "--conf", f"spark.executor.extraJavaOptions={java}",
+         "--tasks", "2", "--set", f"storage.root={root}"],
+        env=client_env(secure_hdfs, ccache, SPARK_SUBMIT_OPTS=java), cwd=REPO, capture_output=True, text=True,
+        timeout=600, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "HDFS_DELEGATION_TOKEN owner=botify" in done.stderr, done.stderr[-4000:]
+    [app] = [a for a in secure_hdfs.applications() if a["name"] == "botify-cluster_check"]
+    assert (app["user"], app["finalStatus"]) == ("botify", "SUCCEEDED"), app
+    [seen] = read_run_records(secure_hdfs, ccache, root)
+    assert seen["owner"] == "botify"
+    assert (seen["record"]["job"], seen["record"]["status"]) == ("cluster_check", "succeeded"), seen["record"]
 
 
 # Two versions on the secure HDFS, written by the user with a ticket, for botify to serve.

@@ -16,6 +16,11 @@ final class Jvm {
         List<String> command = new ArrayList<>();
         command.add(ProcessHandle.current().info().command().orElse("java"));
         command.addAll(ManagementFactory.getRuntimeMXBean().getInputArguments());
+        // MiniKdc names its krb5.conf as a system property at run time, not on the command line.
+        String krb5 = System.getProperty("java.security.krb5.conf");
+        if (krb5 != null) {
+            command.add("-Djava.security.krb5.conf=" + krb5);
+        }
         command.add("-cp");
         command.add(confDir + java.io.File.pathSeparator + System.getProperty("java.class.path"));
         command.add(mainClass);

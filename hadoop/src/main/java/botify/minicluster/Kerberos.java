@@ -88,6 +88,21 @@ final class Kerberos {
     }
 
     /**
+     * The ResourceManager and the NodeManagers log in as the one service principal the NameNode uses: a
+     * Kerberos login is global to a JVM, and the ResourceManager shares its JVM with the NameNode and the
+     * DataNodes (a production cluster gives each daemon and host a principal of its own: rm/host, nm/host).
+     * Containers run as the NodeManager's user (DefaultContainerExecutor); the applications' HDFS access
+     * goes by the delegation tokens spark-submit obtained from its keytab.
+     */
+    void secureYarn(Configuration conf) {
+        String service = principal("hdfs/" + HOST);
+        conf.set(org.apache.hadoop.yarn.conf.YarnConfiguration.RM_PRINCIPAL, service);
+        conf.set(org.apache.hadoop.yarn.conf.YarnConfiguration.RM_KEYTAB, serviceKeytab.getPath());
+        conf.set(org.apache.hadoop.yarn.conf.YarnConfiguration.NM_PRINCIPAL, service);
+        conf.set(org.apache.hadoop.yarn.conf.YarnConfiguration.NM_KEYTAB, serviceKeytab.getPath());
+    }
+
+    /**
      * The NameNode and DataNodes log in from the service keytab; block tokens and SASL on the data transfer
      * protocol stand in for the privileged ports a production DataNode would bind as root.
      */

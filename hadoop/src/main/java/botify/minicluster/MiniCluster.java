@@ -36,10 +36,10 @@ import org.apache.hadoop.yarn.server.MiniYARNCluster;
  * <p>Usage: {@code MiniCluster <dir> [overlay.properties]}. The overlay holds the YARN settings, as Spark's
  * suite passes its {@code newYarnConfig()} plus {@code extraConf}, and the topology as
  * {@code botify.minicluster.*} keys: {@code nodemanagers}, {@code datanodes}, {@code replication},
- * {@code ha} (1: two NameNodes behind a name service), {@code kerberos} (1: HDFS secured by Kerberos, with a KDC
- * of its own and no YARN; see {@link Kerberos}) and {@code ticket_lifetime_s} (the KDC's longest ticket). Writes
+ * {@code ha} (1: two NameNodes behind a name service), {@code kerberos} (1: HDFS and YARN secured by Kerberos, with
+ * a KDC of its own; see {@link Kerberos}) and {@code ticket_lifetime_s} (the KDC's longest ticket). Writes
  * the client configuration to {@code <dir>/conf} (core-site.xml, hdfs-site.xml, yarn-site.xml: a
- * HADOOP_CONF_DIR; no yarn-site.xml with Kerberos), then {@code <dir>/cluster.json} last, so
+ * HADOOP_CONF_DIR), then {@code <dir>/cluster.json} last, so
  * its presence means "ready" (the one readiness signal). Every server binds to 127.0.0.1. Admin commands
  * arrive on stdin (see {@link Admin}).
  */
@@ -112,15 +112,22 @@ public final class MiniCluster {
             dataNodes.add(node.getDatanodeId().getXferAddr());
         }
         FileSystem fs = dfs.getFileSystem(activeNameNode(dfs));
-        // What a cluster's admin creates: a world-writable /tmp (Spark's staging may go there) and /user.
+        // What a cluster's admin creates: a world-writable /tmp (Spark's staging may go there), /user, and below.
         fs.mkdirs(new org.apache.hadoop.fs.Path("/tmp"), new FsPermission((short) 01777));
         fs.setPermission(new org.apache.hadoop.fs.Path("/tmp"), new FsPermission((short) 01777));
         fs.mkdirs(new org.apache.hadoop.fs.Path("/user"), new FsPermission((short) 0755));
-        if (realm != null) {
-            runSecureHdfs(dir, confDir, dfs, ha, hdfsClient, dataNodes, realm);
-            return;
+        // Where spark-submit.sh publishes the packed environment once (the profiles' cache_dir, /apps/botify),
+        // and the yarn profile's spark.eventLog.dir, sticky and world-writable as Spark's docs ask.
+        for (String shared : new String[] {"/apps", "/spark-history"}) {
+            fs.mkdirs(new org.apache.hadoop.fs.Path(shared), new FsPermission((short) 01777));
+            fs.setPermission(new org.apache.hadoop.fs.Path(shared), new FsPermission((short) 01777));
         }
-
+        if (realm != null) {
+            // The Kerberos user's home (Spark's staging goes there); without security the client is the superuser.
+            org.apache.hadoop.fs.Path home = new org.apache.hadoop.fs.Path("/user/" + Kerberos.CLIENT);
+            fs.mkdirs(home, new FsPermission((short) 0755));
+            fs.setOwner(home, Kerberos.CLIENT, null);
+        }
         YarnConfiguration yarnConf = new YarnConfiguration();
         for (Map.Entry<String, String> entry : hdfsClient) {
             yarnConf.set(entry.getKey(), entry.getValue());
@@ -128,6 +135,9 @@ public final class MiniCluster {
         // Every YARN setting comes from the caller (pipeline/minicluster.py's YARN_CONF + its extra_conf).
         for (Map.Entry<Object, Object> entry : overlay.entrySet()) {
             yarnConf.set(entry.getKey().toString(), entry.getValue().toString());
+        }
+        if (realm != null) {
+            realm.secureYarn(yarnConf);
         }
 
         // The ResourceManager alone in this JVM; each NodeManager runs in a JVM of its own (NodeManagers).
@@ -150,7 +160,7 @@ public final class MiniCluster {
             return yarn.getResourceManager().getRMContext().getRMNodes().size() == nodes.count();
         }, nodes.count() + " NodeManager(s) to register");
         writeXml(yarnClientConf(live), new File(confDir, "yarn-site.xml"));
-        writeReady(dir, info(dfs, ha, hdfsClient, live, dataNodes, nodes, confDir, null));
+        writeReady(dir, info(dfs, ha, hdfsClient, live, dataNodes, nodes, confDir, realm));
 
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
             nodes.stopAll();
@@ -158,31 +168,12 @@ public final class MiniCluster {
                 yarn.stop();
             } finally {
                 dfs.shutdown();
+                if (realm != null) {
+                    realm.stop();
+                }
             }
         }));
         serveAdmin(new Admin(dfs, nodes, dataNodes), new File(dir, "control"));
-        System.exit(0);
-    }
-
-    /**
-     * HDFS alone: a secure YARN would need principals for the ResourceManager and every NodeManager and the
-     * setuid LinuxContainerExecutor, none of which a test cluster on one host has. Spark reaches this HDFS from
-     * local mode with a keytab.
-     */
-    private static void runSecureHdfs(File dir, File confDir, MiniDFSCluster dfs, boolean ha, Configuration hdfsClient,
-            List<String> dataNodes, Kerberos realm) throws Exception {
-        writeXml(hdfsClient, new File(confDir, "core-site.xml"));
-        writeXml(hdfsClient, new File(confDir, "hdfs-site.xml"));
-        NodeManagers none = new NodeManagers(dir, confDir, 0, new Configuration(false), hdfsClient);
-        writeReady(dir, info(dfs, ha, hdfsClient, null, dataNodes, none, confDir, realm));
-        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
-            try {
-                dfs.shutdown();
-            } finally {
-                realm.stop();
-            }
-        }));
-        serveAdmin(new Admin(dfs, none, dataNodes), new File(dir, "control"));
         System.exit(0);
     }
 
@@ -256,6 +247,10 @@ public final class MiniCluster {
                 YarnConfiguration.RM_SCHEDULER_MAXIMUM_ALLOCATION_MB}) {
             site.set(key, live.get(key));
         }
+        // Secure: whom a client expects the ResourceManager to be (and whom Spark names its tokens' renewer).
+        if (live.get(YarnConfiguration.RM_PRINCIPAL) != null) {
+            site.set(YarnConfiguration.RM_PRINCIPAL, live.get(YarnConfiguration.RM_PRINCIPAL));
+        }
         // How long an application master keeps trying a NodeManager that is gone.
         for (Map.Entry<String, String> entry : live) {
             if (entry.getKey().startsWith("yarn.client.nodemanager-connect.")) {
@@ -269,9 +264,8 @@ public final class MiniCluster {
             Configuration live, List<String> dataNodes, NodeManagers nodes, File confDir, Kerberos realm) {
         Map<String, Object> info = new LinkedHashMap<>();
         info.put("fs_default", hdfsClient.get("fs.defaultFS"));
-        // No YARN beside a secured HDFS (live is null): no ResourceManager to name.
-        info.put("rm_address", live == null ? null : live.get(YarnConfiguration.RM_ADDRESS));
-        info.put("rm_webapp", live == null ? null : "http://" + live.get(YarnConfiguration.RM_WEBAPP_ADDRESS));
+        info.put("rm_address", live.get(YarnConfiguration.RM_ADDRESS));
+        info.put("rm_webapp", "http://" + live.get(YarnConfiguration.RM_WEBAPP_ADDRESS));
         info.put("namenode_http", "http://" + hostPort(dfs.getNameNode(activeNameNode(dfs)).getHttpAddress()));
         info.put("nameservice", ha ? hdfsClient.get("dfs.nameservices") : null);
         List<Map<String, Object>> nameNodes = new ArrayList<>();
