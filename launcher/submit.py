@@ -48,9 +48,10 @@ LAUNCHER = REPO / "launcher" / "launch.py"
 # torch trains on CPU without triton (it compiles GPU kernels for torch.compile, which no job uses): 0.7 GB less.
 PACK_EXCLUDES = ("lib/python3.11/site-packages/pyspark/jars/*", "lib/python3.11/site-packages/__editable__*",
                  "lib/python3.11/site-packages/triton/*")
-# A plain .tar would skip gzip's minute on one core, but Spark standalone's unpacking refuses its symlinks
-# (bin/python3.11 -> the interpreter): "expanding ... would create entry outside". Level 1 keeps gzip cheap.
-PACK_FORMAT = "tar.gz"
+# A profile's ``pack_format``: YARN profiles say ``tar`` (no gzip on one core to pack, none on the NodeManager
+# to unpack). The default stays a level-1 tar.gz because Spark standalone's own unpacking refuses a plain
+# .tar's symlinks (bin/python3.11 -> the interpreter): "expanding ... would create entry outside".
+PACK_FORMATS = ("tar", "tar.gz")
 
 
 class SubmitError(RuntimeError):
@@ -111,22 +112,25 @@ def requirements_fingerprint() -> str:
     digest = hashlib.sha256()
     digest.update((REPO / "requirements.txt").read_bytes())
     digest.update(sys.version.encode())
-    digest.update(repr((PACK_EXCLUDES, PACK_FORMAT)).encode())
+    digest.update(repr(PACK_EXCLUDES).encode())
     return digest.hexdigest()[:16]
 
 
-def packed_env(build: bool = True) -> Path:
+def packed_env(build: bool = True, fmt: str = "tar.gz") -> Path:
     """The packed virtualenv for the current requirements, built with venv-pack if missing (its time logged)."""
-    target = CACHE / f"env-{requirements_fingerprint()}.{PACK_FORMAT}"
+    if fmt not in PACK_FORMATS:
+        raise SubmitError(f"pack_format {fmt!r}: use one of {', '.join(PACK_FORMATS)}")
+    fingerprint = requirements_fingerprint()
+    target = CACHE / f"env-{fingerprint}.{fmt}"
     if target.exists() or not build:
         return target
     CACHE.mkdir(parents=True, exist_ok=True)
     for stale in CACHE.glob("env-*"):
-        if stale != target:
+        if not stale.name.startswith(f"env-{fingerprint}."):  # another profile's format of the same pack stays
             stale.unlink()
     tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")  # two clones packing at once do not collide
     argv = [str(Path(sys.prefix) / "bin" / "venv-pack"), "-p", sys.prefix, "-o", str(tmp),
-            "--format", PACK_FORMAT, "--compress-level", "1", "--force", "--quiet"]
+            "--format", fmt, *(["--compress-level", "1"] if fmt == "tar.gz" else []), "--force", "--quiet"]
     for pattern in PACK_EXCLUDES:
         argv += ["--exclude", pattern]
     log.info("packing the Python environment once for these requirements -> %s", target)
@@ -187,7 +191,7 @@ def build_command(
         if deploy_mode == "client":
             settings["spark.pyspark.driver.python"] = sys.executable
     elif spec.get("ship_env"):
-        env_archive = str(packed_env(build_env))
+        env_archive = str(packed_env(build_env, str(spec.get("pack_format", "tar.gz"))))
         if spec.get("cache_dir") and build_env:
             env_archive = publish_once(Path(env_archive), str(spec["cache_dir"]))
         argv += ["--archives", f"{env_archive}#environment"]

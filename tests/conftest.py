@@ -45,11 +45,12 @@ def redis_url(redis_server):
 
 @pytest.fixture(scope="module")
 def standalone_cluster():
-    # Per module, not per session: each worker unpacks the 3 GB environment for every application, and a
-    # session-long cluster kept ~30 GB on disk while the Hadoop tests needed theirs.
+    # Per module, not per session: each executor unpacks the 3 GB environment for every application, and a
+    # session-long cluster kept ~30 GB on disk while the Hadoop tests needed theirs. One core: one executor,
+    # one unpacking (a second executor's would be the same mechanics again, for about a minute).
     from tests.standalone_cluster import StandaloneCluster
 
-    cluster = StandaloneCluster(workers=1, cores=2, memory="2g").start()
+    cluster = StandaloneCluster(workers=1, cores=1, memory="2g").start()
     yield cluster
     cluster.stop()
 
