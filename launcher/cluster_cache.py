@@ -15,6 +15,7 @@ archive under the name the next submit trusts.
 from __future__ import annotations
 
 import logging
+import os
 import posixpath
 import uuid
 import zipfile
@@ -69,7 +70,7 @@ def spark_jars_archive(spark_home: Path, out_dir: Path) -> Path:
     if target.exists():
         return target
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
+    tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")  # two submits building it at once do not collide
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:  # jars are compressed already
         for jar in sorted((spark_home / "jars").glob("*.jar")):
             zf.write(jar, jar.name)
