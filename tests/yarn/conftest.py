@@ -10,6 +10,9 @@ import sys
 
 import pytest
 
+from common.spark import load_profile
+from launcher.cluster_cache import publish_once, spark_jars_archive
+from launcher.submit import BUILD, SPARK_HOME
 from tests.yarn.harness import YarnCluster
 
 
@@ -41,5 +44,9 @@ def shaped(request, tmp_path_factory):
     failed_before = request.session.testsfailed
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("HADOOP_CONF_DIR", cluster.cluster.conf_dir)
+        # Spark's jars go to the cluster's cache while every DataNode is up, as a deployment's first submit
+        # does: hdfs-native's writer does not leave out a DataNode that refuses the pipeline's first connection
+        # (docs/failure-behaviour.md), and the faults below are about jobs, not that first upload.
+        publish_once(spark_jars_archive(SPARK_HOME, BUILD), str(load_profile("minicluster")["cache_dir"]))
         yield cluster
     _stop_keeping_logs_of_failures(cluster, request, tmp_path_factory, failed_before, "shaped-cluster")
