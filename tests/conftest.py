@@ -12,6 +12,18 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    # Two workers share the 2 cores (pytest.ini: -n 2 --dist loadgroup). The Hadoop tests are one unit of work,
+    # on one worker with their clusters, while the other worker runs everything else test by test. xdist hands
+    # out the largest unit first, so the Hadoop chain, the longest, starts at once. First among this hook's
+    # implementations: xdist's own reads the marker to name each item's unit.
+    hadoop = pytest.mark.xdist_group("hadoop")
+    for item in items:
+        if Path(str(item.fspath)).parent.name == "yarn":
+            item.add_marker(hadoop)
+
+
 @pytest.fixture(scope="session")
 def spark():
     from common.spark import get_session
