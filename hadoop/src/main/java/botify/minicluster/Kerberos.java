@@ -12,6 +12,7 @@ import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.hdfs.DFSConfigKeys;
 import org.apache.hadoop.minikdc.MiniKdc;
 import org.apache.hadoop.security.UserGroupInformation;
+import org.apache.hadoop.yarn.conf.YarnConfiguration;
 
 /**
  * The realm of a Kerberos-secured HDFS ({@code botify.minicluster.kerberos=1}): Hadoop's MiniKdc in this JVM,
@@ -96,10 +97,10 @@ final class Kerberos {
      */
     void secureYarn(Configuration conf) {
         String service = principal("hdfs/" + HOST);
-        conf.set(org.apache.hadoop.yarn.conf.YarnConfiguration.RM_PRINCIPAL, service);
-        conf.set(org.apache.hadoop.yarn.conf.YarnConfiguration.RM_KEYTAB, serviceKeytab.getPath());
-        conf.set(org.apache.hadoop.yarn.conf.YarnConfiguration.NM_PRINCIPAL, service);
-        conf.set(org.apache.hadoop.yarn.conf.YarnConfiguration.NM_KEYTAB, serviceKeytab.getPath());
+        conf.set(YarnConfiguration.RM_PRINCIPAL, service);
+        conf.set(YarnConfiguration.RM_KEYTAB, serviceKeytab.getPath());
+        conf.set(YarnConfiguration.NM_PRINCIPAL, service);
+        conf.set(YarnConfiguration.NM_KEYTAB, serviceKeytab.getPath());
     }
 
     /**

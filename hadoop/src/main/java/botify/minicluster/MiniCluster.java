@@ -112,13 +112,10 @@ public final class MiniCluster {
             dataNodes.add(node.getDatanodeId().getXferAddr());
         }
         FileSystem fs = dfs.getFileSystem(activeNameNode(dfs));
-        // What a cluster's admin creates: a world-writable /tmp (Spark's staging may go there), /user, and below.
-        fs.mkdirs(new org.apache.hadoop.fs.Path("/tmp"), new FsPermission((short) 01777));
-        fs.setPermission(new org.apache.hadoop.fs.Path("/tmp"), new FsPermission((short) 01777));
+        // What a cluster's admin creates: /user, and sticky world-writable /tmp (Spark's staging may go there),
+        // /apps (the profiles' cache_dir, /apps/botify) and /spark-history (the yarn profile's event logs).
         fs.mkdirs(new org.apache.hadoop.fs.Path("/user"), new FsPermission((short) 0755));
-        // Where spark-submit.sh publishes the packed environment once (the profiles' cache_dir, /apps/botify),
-        // and the yarn profile's spark.eventLog.dir, sticky and world-writable as Spark's docs ask.
-        for (String shared : new String[] {"/apps", "/spark-history"}) {
+        for (String shared : new String[] {"/tmp", "/apps", "/spark-history"}) {
             fs.mkdirs(new org.apache.hadoop.fs.Path(shared), new FsPermission((short) 01777));
             fs.setPermission(new org.apache.hadoop.fs.Path(shared), new FsPermission((short) 01777));
         }
