@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -169,3 +170,11 @@ def test_standalone_cluster_ships_code_and_environment(standalone_cluster):
         assert "botify-code.zip" in seen["code"], seen
         assert seen["python"].startswith("3.11") and seen["numpy"].startswith("1.26")
     # A job's output on a cluster equal to the local run's is the YARN suite's (tests/yarn/test_jobs_on_yarn.py).
+
+
+def test_the_code_zip_is_the_same_bytes_each_time_it_is_built(tmp_path):
+    # A local-mode Spark fails a job whose --py-files changed under it, and two submits share build/.
+    from launcher.submit import build_code_zip
+    first = build_code_zip(tmp_path / "a.zip").read_bytes()
+    time.sleep(2.1)  # a zip's timestamps have two-second resolution
+    assert build_code_zip(tmp_path / "b.zip").read_bytes() == first
