@@ -206,17 +206,46 @@ def test_botify_logs_in_from_its_keytab_and_reloads_after_its_first_ticket_ended
         assert requests.get(base + "/", timeout=10).json()["recommendations"] == "k2"
 
 
-def test_botify_upload_logs_in_from_the_keytab(secure_hdfs, tmp_path):
+# botify-upload as installed, with a pause after its first file: an upload that outlasts a ticket (gigabytes,
+# a slow disk) stood in for by its time, not its bytes.
+SLOW_UPLOAD = """
+import sys, time
+from pipeline import upload_logs
+publish = upload_logs._publish_one
+def publish_then_wait(*args):
+    size = publish(*args)
+    time.sleep(float(sys.argv[1]))
+    return size
+upload_logs._publish_one = publish_then_wait
+sys.exit(upload_logs.main(sys.argv[2:]))
+"""
+
+
+def test_an_upload_that_outlasts_its_ticket_reconnects_after_a_namenode_restart(secure_hdfs, tmp_path):
+    # An open connection outlives its ticket; a new one (the NameNode restarted) needs a fresh ticket.
     logs = tmp_path / "logs"
     logs.mkdir()
-    (logs / "part-00000.jsonl").write_text('{"message": "next"}\n')
+    parts = ("00000", "00001")
+    for part in parts:
+        (logs / f"part-{part}.jsonl").write_text(f'{{"message": "{part}"}}\n')
     root = f"{secure_hdfs.fs_default}/tmp/kerberos/upload"
-    done = subprocess.run([str(Path(sys.executable).parent / "botify-upload"), "ab", "--no-progress", "--log-dir", str(logs),
-                           "--set", f"storage.root={root}"], env=keytab_env(secure_hdfs, tmp_path, relogin_s=3600),
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout.splitlines()[-1])["uploaded"] == 1
     ccache = tmp_path / "cc"
     kinit(secure_hdfs, ccache)
-    read = hdfs_client(secure_hdfs, ccache, f"{root}/logs/ab/part-00000.jsonl")
-    assert read.returncode == 0 and json.loads(read.stdout)["owner"] == "botify", read.stderr
+    upload = subprocess.Popen([sys.executable, "-c", SLOW_UPLOAD, str(TICKET_S + 20), "ab", "--no-progress",
+                               "--log-dir", str(logs), "--set", f"storage.root={root}"],
+                              env=keytab_env(secure_hdfs, tmp_path, relogin_s=TICKET_S / 3), cwd=REPO,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while hdfs_client(secure_hdfs, ccache, f"{root}/logs/ab/part-00000.jsonl").returncode != 0:
+        assert time.monotonic() < deadline and upload.poll() is None, upload.communicate()
+        time.sleep(1)
+    secure_hdfs.admin("namenode-stop")
+    secure_hdfs.admin("namenode-start")
+    out, err = upload.communicate(timeout=300)
+    assert upload.returncode == 0, err
+    assert json.loads(out.splitlines()[-1])["uploaded"] == 2
+    kinit(secure_hdfs, ccache)
+    for part in parts:
+        read = hdfs_client(secure_hdfs, ccache, f"{root}/logs/ab/part-{part}.jsonl")
+        assert read.returncode == 0, read.stderr
+        assert json.loads(read.stdout) == {"text": f'{{"message": "{part}"}}\n', "owner": "botify"}
