@@ -79,11 +79,11 @@ def spending(t, alpha: float = 0.05, kind: str = "obrien_fleming"):
     if kind == "obrien_fleming":
         with np.errstate(divide="ignore"):
             spent = 4 * special.ndtr(-stats.norm.isf(alpha / 4) / np.sqrt(t))
-        spent = np.where(t >= 1, alpha, spent)  # exactly alpha at the end, not alpha up to rounding
     elif kind == "pocock":
         spent = alpha * np.log1p((math.e - 1) * t)
     else:
         raise ValueError(f"unknown spending function {kind!r}: use one of {KINDS}")
+    spent = np.where(t >= 1, alpha, spent)  # exactly alpha at the end, not alpha up to rounding
     return float(spent) if spent.ndim == 0 else spent
 
 
