@@ -101,23 +101,24 @@ def spark_submit_binary() -> str:
     return found
 
 
+def _zip_entry(name: str) -> zipfile.ZipInfo:
+    """A code zip entry with a fixed time and mode, so the same code zips to the same bytes: a local-mode Spark
+    refuses a --py-files that changed under it ("exists and does not match"), and another submit may replace it."""
+    info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+    info.compress_type, info.external_attr = zipfile.ZIP_DEFLATED, 0o644 << 16
+    return info
+
+
 def build_code_zip(out: Path = BUILD / "botify-code.zip") -> Path:
     """Zip the project's Python packages for ``--py-files`` (rebuilt every submit: it is small)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")  # two submits at once (cron and a user) do not collide
-    # Byte-for-byte the same zip for the same code (fixed timestamps): a local-mode Spark refuses a
-    # --py-files that changed under it ("exists and does not match"), and another submit may replace it.
-    def entry(name: str) -> zipfile.ZipInfo:
-        info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
-        info.compress_type, info.external_attr = zipfile.ZIP_DEFLATED, 0o644 << 16
-        return info
-
     with zipfile.ZipFile(tmp, "w") as zf:
         for package in CODE_PACKAGES:
             for path in sorted((REPO / package).rglob("*.py")):
-                zf.writestr(entry(path.relative_to(REPO).as_posix()), path.read_bytes())
+                zf.writestr(_zip_entry(path.relative_to(REPO).as_posix()), path.read_bytes())
         # A cluster node has no .git: the run records read the commit from here.
-        zf.writestr(entry("common/build_info.py"), build_info_source())
+        zf.writestr(_zip_entry("common/build_info.py"), build_info_source())
     tmp.replace(out)
     return out
 
